@@ -1,0 +1,33 @@
+"""Entry point of the ``wxpaykit`` command.
+
+Each subcommand lives in its own module under ``wxpaykit.cli`` and is registered here
+with one line, so the modules can grow independently.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="wxpaykit",
+    help="WeChat Pay toolkit: diagnose notifications, run the gateway, simulate WeChat Pay.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals may hold keys
+)
+
+
+@app.callback()
+def _root() -> None:
+    """WeChat Pay (微信支付) toolkit."""
+
+
+# --- subcommand registrations (one line each) ---
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
