@@ -30,7 +30,10 @@ def decrypt_certificates(
     With ``now``, certificates that are expired or not yet valid are dropped (as the
     official SDKs do), so callers only ever trust usable keys.
     """
-    document = json.loads(payload) if isinstance(payload, bytes) else payload
+    try:
+        document = json.loads(payload) if isinstance(payload, bytes) else payload
+    except ValueError:
+        raise MalformedMessageError("certificates response is not JSON") from None
     entries = document.get("data") if isinstance(document, dict) else None
     if not isinstance(entries, list):
         raise MalformedMessageError("certificates response lacks a 'data' list")

@@ -290,12 +290,16 @@ def load_client_certificate_pem(
     private_key: bytes | str,
     *,
     source: str = "<apiclient_cert.pem>",
+    key_source: str = "<apiclient_key.pem>",
     now: dt.datetime | None = None,
 ) -> ClientCertificate:
-    """Load the PEM pair ``apiclient_cert.pem`` + ``apiclient_key.pem``."""
+    """Load the PEM pair ``apiclient_cert.pem`` + ``apiclient_key.pem``.
+
+    ``source`` and ``key_source`` label the two files in errors.
+    """
     cert = _load_certificate(certificate, source)
     _check_validity(cert, source, now)
-    key = load_private_key(private_key, source=source.replace("cert", "key"))
+    key = load_private_key(private_key, source=key_source)
     if not _same_public_key(key, cert):
         raise KeyLoadError(source, "client certificate does not belong to the private key")
     return ClientCertificate(certificate=cert, private_key=key)

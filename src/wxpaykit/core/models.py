@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 __all__ = [
     "EventType",
@@ -71,6 +71,12 @@ class RefundStatus(StrEnum):
     ABNORMAL = "ABNORMAL"
 
 
+# Known values become the enum, unknown ones stay strings. Pydantic's default "smart"
+# union would keep every JSON string a plain str (exact type match), never the enum.
+_OpenEventType = Annotated[EventType | str, Field(union_mode="left_to_right")]
+_OpenTradeType = Annotated[TradeType | str, Field(union_mode="left_to_right")]
+
+
 class WireModel(BaseModel):
     """Base of all wire models: immutable, unknown fields kept."""
 
@@ -94,7 +100,7 @@ class NotificationEnvelope(WireModel):
     create_time: str
     resource_type: str = "encrypt-resource"
     # A closed set we know, but an authentic notification of a newer type is still typed.
-    event_type: EventType | str
+    event_type: _OpenEventType
     summary: str = ""
     resource: NotificationResource
 
@@ -127,7 +133,7 @@ class Transaction(WireModel):
     sub_mchid: str | None = None
     out_trade_no: str
     transaction_id: str | None = None
-    trade_type: TradeType | str | None = None
+    trade_type: _OpenTradeType | None = None
     trade_state: TradeState
     trade_state_desc: str | None = None
     bank_type: str | None = None

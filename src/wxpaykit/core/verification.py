@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from wxpaykit.core.keys import PlatformCertificate, WeChatPayPublicKey
-from wxpaykit.core.serials import format_serial, is_public_key_id, normalize_serial
+from wxpaykit.core.serials import format_serial, is_public_key_id
 from wxpaykit.core.signing import SIGNATURE_TYPE, build_response_message
 from wxpaykit.errors import (
     CertificateNotValidError,
@@ -211,8 +211,11 @@ class VerifiedSignature:
 
 def _parse_timestamp(headers: SignedHeaders) -> int:
     text = headers.timestamp
-    if not text.isdigit() or len(text) > 11:
-        hint = " (milliseconds? WeChat sends seconds)" if text.isdigit() else ""
+    # isascii(): str.isdigit() also accepts '²' and full-width digits, which int() rejects
+    # or silently converts; ASGI decodes header bytes as latin-1, so '²' can arrive.
+    is_number = text.isascii() and text.isdigit()
+    if not is_number or len(text) > 11:
+        hint = " (milliseconds? WeChat sends seconds)" if is_number else ""
         raise StaleTimestampError(
             f"Wechatpay-Timestamp {text!r} is not a Unix time in seconds{hint}",
             skew_seconds=0,
@@ -236,6 +239,8 @@ def verify_signature(
     A message whose timestamp is at most ``tolerance_seconds`` away from ``now`` passes.
     Returns what was verified; raises a :class:`VerificationError` subclass otherwise.
     """
+    if now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware datetime")
     signed = headers if isinstance(headers, SignedHeaders) else extract_signed_headers(headers)
     serial, request_id = signed.serial, signed.request_id
     if signed.signature_type is not None and signed.signature_type.strip() != SIGNATURE_TYPE:
@@ -251,7 +256,9 @@ def verify_signature(
             request_id=request_id,
         )
     try:
-        kind, public_key, certificate = keys.find(normalize_serial(serial))
+        # find() compares certificate serials as numbers, so no normalising here: the
+        # error then quotes the serial exactly as it was sent.
+        kind, public_key, certificate = keys.find(serial)
     except UnknownSerialError as exc:
         raise UnknownSerialError(str(exc), serial=serial, request_id=request_id) from None
     if certificate is not None and not certificate.is_valid_at(now):

@@ -16,14 +16,19 @@ from typing import Literal, Protocol
 
 __all__ = [
     "AppliedTransition",
+    "DeadLetterResult",
     "Ledger",
+    "LedgerAdmin",
+    "LedgerStats",
     "NotificationKind",
     "OrderRecord",
     "PaymentFacts",
     "RawRequest",
     "RecordOutcome",
     "RecordResult",
+    "RedriveReport",
     "RefundFacts",
+    "RefundRecord",
     "VerifiedNotification",
 ]
 
@@ -132,6 +137,10 @@ class OrderRecord:
     refunded_total: int = 0  # fen, sum of successful refunds
     created_at_ms: int = 0
     updated_at_ms: int = 0
+    #: ``time_expire`` in epoch ms: a payment whose ``success_time`` is later is "late".
+    expires_at_ms: int | None = None
+    #: Successful refunds counted in ``refunded_total`` (WeChat allows at most 50).
+    refund_count: int = 0
 
 
 class Ledger(Protocol):
@@ -162,4 +171,83 @@ class Ledger(Protocol):
 
     async def get_order(self, mchid: str, out_trade_no: str) -> OrderRecord | None:
         """Return the order, or None."""
+        ...
+
+
+# --- Additions by the storage engineer (additive: nothing above was renamed or removed) ---
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefundRecord:
+    """A refund as the ledger holds it."""
+
+    mchid: str
+    out_refund_no: str
+    out_trade_no: str
+    refund_id: str | None
+    status: str  # RefundStatus value
+    amount: int  # fen
+    #: True once ``amount`` is counted in the order's ``refunded_total``; a SUCCESS refund
+    #: seen before its order was paid stays False ("held") until the payment arrives.
+    applied: bool
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeadLetterResult:
+    """What re-driving one inbound dead letter did."""
+
+    mchid: str
+    notification_id: str
+    outcome: RecordOutcome | None  # None when it failed again
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RedriveReport:
+    """The result of :meth:`LedgerAdmin.redrive_dead_letters`."""
+
+    results: tuple[DeadLetterResult, ...] = ()
+
+    @property
+    def resolved(self) -> int:
+        """Dead letters recorded this time (any outcome, including DUPLICATE)."""
+        return sum(1 for result in self.results if result.outcome is not None)
+
+    @property
+    def failed(self) -> int:
+        """Dead letters that raised again and stay pending."""
+        return sum(1 for result in self.results if result.outcome is None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LedgerStats:
+    """Counts from the database itself (summed over every gateway process)."""
+
+    notifications_by_outcome: Mapping[str, int]
+    #: Re-deliveries absorbed (each DUPLICATE answer increments its notification's counter).
+    duplicates_absorbed: int
+    events: int
+    orders_by_state: Mapping[str, int]
+    pending_dead_letters: int
+
+
+class LedgerAdmin(Protocol):
+    """Operations beyond the request path: readiness, replay, reporting, shutdown."""
+
+    async def is_ready(self) -> bool:
+        """True when the database answers and the schema is at the latest migration."""
+        ...
+
+    async def redrive_dead_letters(self, *, limit: int | None = None) -> RedriveReport:
+        """Re-run ``record_notification`` for each pending inbound dead letter."""
+        ...
+
+    async def stats(self, *, mchid: str | None = None) -> LedgerStats:
+        """Counts for dashboards and the demo summary."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release the connection pool."""
         ...

@@ -3,22 +3,67 @@
 An **event** goes to the business (a notification arrives from the platform; the two
 are never interchanged). ``dedup_key`` is unique per order + transition, so applying
 the same transition twice can never emit a second event, whatever the concurrency.
+
+Tables (all times are integer milliseconds since the epoch):
+
+``events``
+    The outbox itself: one row per event, ``payload`` holds the exact JSON body every
+    sink receives (the versioned envelope of :mod:`wxpaykit.dispatch.events`), so every
+    attempt and every replay sends identical bytes.
+``event_fanout``
+    Written by :func:`append_events` in the same transaction: "this event still needs a
+    delivery row per sink". A worker turns it into ``event_deliveries`` rows and deletes
+    it. A queue instead of a ``seq`` cursor, because sequence numbers are assigned at
+    insert, not at commit: a cursor would skip a slow transaction's event for ever.
+``event_deliveries``
+    One row per (event, sink): status, attempts, next attempt time and the lease
+    (``locked_by``/``locked_until_ms``) that keeps two workers off the same delivery.
+``event_delivery_attempts``
+    One row per attempt, for ``wxpaykit events show`` and the admin API.
+``sink_breakers``
+    Circuit-breaker state per sink, shared by every worker through the database.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, String, Table, Text, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wxpaykit.storage.schema import BigIntegerKey, metadata
 
-__all__ = ["NewEvent", "append_events", "events"]
+__all__ = [
+    "ENVELOPE_SCHEMA_VERSION",
+    "DeliveryStatus",
+    "NewEvent",
+    "append_events",
+    "event_deliveries",
+    "event_delivery_attempts",
+    "event_fanout",
+    "events",
+    "format_timestamp_ms",
+    "new_event_id",
+    "sink_breakers",
+]
+
+#: Version of the event envelope (``schema_version`` in every body); bumped on breaking change.
+ENVELOPE_SCHEMA_VERSION = 1
 
 events = Table(
     "events",
@@ -36,15 +81,99 @@ events = Table(
     Index("ix_events_aggregate_key_seq", "aggregate_key", "seq"),
 )
 
+event_fanout = Table(
+    "event_fanout",
+    metadata,
+    Column("event_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("aggregate_key", String(160), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    # Deliveries of later events of one order wait while an earlier one is not fanned out.
+    Index("ix_event_fanout_aggregate_key_event_seq", "aggregate_key", "event_seq"),
+)
+
+
+class DeliveryStatus:
+    """Values of ``event_deliveries.status`` (plain strings: portable and greppable)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    #: A dead letter: retries exhausted or a permanent failure; only a replay revives it.
+    DEAD = "dead"
+
+
+event_deliveries = Table(
+    "event_deliveries",
+    metadata,
+    Column("id", BigIntegerKey, primary_key=True, autoincrement=True),
+    Column("event_seq", BigInteger, nullable=False),
+    Column("event_id", String(40), nullable=False),
+    Column("sink", String(64), nullable=False),
+    Column("aggregate_key", String(160), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at_ms", BigInteger, nullable=False),
+    # Start of the retry window (creation or last replay): the age limit counts from here.
+    Column("window_started_at_ms", BigInteger, nullable=False),
+    Column("locked_by", String(64), nullable=True),
+    Column("locked_until_ms", BigInteger, nullable=True),
+    Column("last_error", String(500), nullable=True),
+    Column("replays", Integer, nullable=False, default=0),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    Column("delivered_at_ms", BigInteger, nullable=True),
+    UniqueConstraint("event_id", "sink"),
+    Index("ix_event_deliveries_sink_status_next_attempt_at_ms", "sink", "status", "next_attempt_at_ms"),
+    Index("ix_event_deliveries_sink_aggregate_key_event_seq", "sink", "aggregate_key", "event_seq"),
+    Index("ix_event_deliveries_status_event_seq", "status", "event_seq"),
+)
+
+event_delivery_attempts = Table(
+    "event_delivery_attempts",
+    metadata,
+    Column("id", BigIntegerKey, primary_key=True, autoincrement=True),
+    Column("delivery_id", BigInteger, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("worker", String(64), nullable=False),
+    Column("started_at_ms", BigInteger, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    # delivered, retry, dead
+    Column("outcome", String(16), nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", String(500), nullable=True),
+    Index("ix_event_delivery_attempts_delivery_id", "delivery_id"),
+)
+
+sink_breakers = Table(
+    "sink_breakers",
+    metadata,
+    Column("sink", String(64), primary_key=True),
+    # closed, open, half_open
+    Column("state", String(16), nullable=False),
+    Column("consecutive_failures", Integer, nullable=False),
+    # How many times in a row the breaker opened; lengthens the open period.
+    Column("trips", Integer, nullable=False),
+    Column("open_until_ms", BigInteger, nullable=True),
+    # The worker probing in half-open state, and until when its probe counts.
+    Column("probe_owner", String(64), nullable=True),
+    Column("probe_until_ms", BigInteger, nullable=True),
+    Column("updated_at_ms", BigInteger, nullable=False),
+)
+
 
 def new_event_id() -> str:
     """A random, URL-safe event id that receivers use to deduplicate."""
     return "evt_" + uuid.uuid4().hex
 
 
+def format_timestamp_ms(epoch_ms: int) -> str:
+    """RFC 3339 UTC with milliseconds, e.g. ``2025-01-31T08:00:00.123Z``."""
+    moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{epoch_ms % 1000:03d}Z"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewEvent:
-    """An event to append to the outbox."""
+    """An event to append to the outbox; ``payload`` becomes the envelope's ``data``."""
 
     type: str
     mchid: str
@@ -52,6 +181,19 @@ class NewEvent:
     dedup_key: str
     payload: dict[str, Any]
     event_id: str = field(default_factory=new_event_id)
+
+
+def render_envelope(event: NewEvent, *, now_ms: int) -> str:
+    """The JSON body delivered to every sink (documented in ``docs/events.md``)."""
+    envelope = {
+        "id": event.event_id,
+        "type": event.type,
+        "schema_version": ENVELOPE_SCHEMA_VERSION,
+        "created_at": format_timestamp_ms(now_ms),
+        "mchid": event.mchid,
+        "data": event.payload,
+    }
+    return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
 
 
 async def append_events(
@@ -63,6 +205,8 @@ async def append_events(
     transition it describes was already recorded. The check is a plain select followed
     by insert; the unique constraint on ``dedup_key`` is what makes it safe, because the
     caller's conditional update already serialised concurrent writers of one order.
+    Each inserted event is queued in ``event_fanout`` in the same transaction, so a
+    worker creates its deliveries exactly when (and only if) the caller commits.
     """
     inserted: list[str] = []
     for event in new_events:
@@ -71,19 +215,25 @@ async def append_events(
         )
         if existing is not None:
             continue
-        await connection.execute(
+        result = await connection.execute(
             events.insert().values(
                 event_id=event.event_id,
                 type=event.type,
                 mchid=event.mchid,
                 aggregate_key=event.aggregate_key,
                 dedup_key=event.dedup_key,
-                payload=json.dumps(
-                    {"id": event.event_id, "type": event.type, **event.payload},
-                    ensure_ascii=False,
-                    separators=(",", ":"),
-                ),
+                payload=render_envelope(event, now_ms=now_ms),
                 created_at_ms=now_ms,
+            )
+        )
+        (seq,) = result.inserted_primary_key or (None,)
+        if seq is None:  # pragma: no cover - every supported driver reports the key
+            seq = await connection.scalar(
+                select(events.c.seq).where(events.c.event_id == event.event_id)
+            )
+        await connection.execute(
+            event_fanout.insert().values(
+                event_seq=seq, aggregate_key=event.aggregate_key, created_at_ms=now_ms
             )
         )
         inserted.append(event.event_id)

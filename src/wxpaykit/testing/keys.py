@@ -35,10 +35,14 @@ def generate_private_key(bits: int = 2048) -> rsa.RSAPrivateKey:
 
 
 def generate_serial_number() -> int:
-    """20 random bytes with the top nibble non-zero: 40 upper-hex digits in every format."""
+    """20 random bytes with the top nibble 1-7: 40 upper-hex digits in every format.
+
+    The top bit stays clear because RFC 5280 serials are positive and at most 159 bits
+    (``cryptography`` refuses 160-bit ones), as WeChat's own serials are (``5157F0...``).
+    """
     while True:
         number = int.from_bytes(secrets.token_bytes(20), "big")
-        if number >> 156:
+        if 1 <= number >> 156 <= 7:
             return number
 
 

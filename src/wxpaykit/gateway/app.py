@@ -1,0 +1,111 @@
+"""Composition of the gateway: ``create_app(settings, ledger, ...)`` and the ASGI factory.
+
+``create_app`` receives a ready ledger (any :class:`~wxpaykit.storage.base.Ledger`), so
+tests and embedders choose storage; :func:`app_from_env` is the ``uvicorn --factory``
+entry point that reads :meth:`GatewaySettings.from_env`, opens the SQL ledger named by
+``database_url`` and closes it in the lifespan::
+
+    uvicorn --factory wxpaykit.gateway.app:app_from_env --port 8000
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from wxpaykit.gateway.endpoints import NotificationEndpoints, healthz
+from wxpaykit.gateway.intake import Clock, NotificationIntake, utc_now
+from wxpaykit.gateway.metrics import GatewayMetrics
+from wxpaykit.gateway.nonce import LedgerNonceGuard, NonceGuard, RedisNonceGuard
+from wxpaykit.gateway.settings import GatewaySettings
+from wxpaykit.storage.base import Ledger
+
+__all__ = ["ReadyCheck", "app_from_env", "create_app"]
+
+#: Raises (any exception, with a human message) when the gateway must not take traffic.
+ReadyCheck = Callable[[], Awaitable[None]]
+Hook = Callable[[], Awaitable[None]]
+_log = structlog.get_logger("wxpaykit.gateway")
+
+
+def create_app(
+    settings: GatewaySettings,
+    ledger: Ledger,
+    *,
+    nonce_guard: NonceGuard | None = None,
+    metrics: GatewayMetrics | None = None,
+    clock: Clock = utc_now,
+    ready_check: ReadyCheck | None = None,
+    extra_routes: list[Route] | None = None,
+    on_startup: list[Hook] | None = None,
+    on_shutdown: list[Hook] | None = None,
+) -> Starlette:
+    """Build the ASGI app around ``ledger``.
+
+    Without ``nonce_guard``, a Redis guard is opened when ``settings.redis_url`` is set
+    (and closed with the app), else nonces go to the ledger.
+    """
+    metrics = metrics or GatewayMetrics()
+    ledger_guard = LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds)
+    intake = NotificationIntake(settings, ledger, nonce_guard or ledger_guard, clock=clock)
+    endpoints = NotificationEndpoints(intake=intake, metrics=metrics)
+
+    async def readyz(request: Request) -> Response:
+        if ready_check is not None:
+            try:
+                await ready_check()
+            except Exception as exc:
+                return JSONResponse(
+                    {"status": "unavailable", "reason": f"{type(exc).__name__}: {exc}"[:200]},
+                    status_code=503,
+                )
+        return JSONResponse({"status": "ready"})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        redis: Any = None
+        if nonce_guard is None and settings.redis_url:
+            from redis.asyncio import Redis
+
+            redis = Redis.from_url(settings.redis_url)
+            intake.nonce_guard = RedisNonceGuard(
+                redis, ledger_guard, tolerance_seconds=settings.tolerance_seconds
+            )
+        for hook in on_startup or ():
+            await hook()
+        try:
+            yield
+        finally:
+            for hook in on_shutdown or ():
+                await hook()
+            if redis is not None:
+                await redis.aclose()
+
+    routes = [
+        Route("/notify/v3/{mchid}", endpoints.notify_v3, methods=["POST"]),
+        Route("/notify/v2/{mchid}", endpoints.notify_v2, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", endpoints.metrics_endpoint, methods=["GET"]),
+        *(extra_routes or []),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.ledger = ledger
+    app.state.metrics = metrics
+    app.state.intake = intake
+    return app
+
+
+def app_from_env() -> Starlette:
+    """ASGI factory for ``uvicorn --factory``: settings from the environment, SQL ledger."""
+    from wxpaykit.gateway.wiring import build_app
+
+    return build_app(GatewaySettings.from_env())

@@ -1,0 +1,214 @@
+"""The few things that differ between SQLite, PostgreSQL and MySQL/MariaDB.
+
+* :func:`create_engine` - one async engine per URL with the settings exactly-once needs:
+  SQLite in WAL mode with ``synchronous=FULL``, a busy timeout and ``BEGIN IMMEDIATE``
+  for writes; MySQL/MariaDB at READ COMMITTED (PostgreSQL's default), so a re-read
+  after a failed conditional update sees the latest committed row.
+* :func:`insert_or_ignore` - insert a row unless a unique key already holds it.
+* :func:`for_claim` - ``FOR UPDATE SKIP LOCKED`` where the database has it.
+* :func:`is_unique_violation`, :func:`is_retryable`, :func:`describe` - reading driver
+  errors without leaking statement parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, Table, event
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+__all__ = [
+    "READ_ONLY",
+    "async_url",
+    "create_engine",
+    "describe",
+    "for_claim",
+    "insert_or_ignore",
+    "is_retryable",
+    "is_unique_violation",
+]
+
+#: Execution option: on SQLite, begin with a deferred ``BEGIN`` (readers do not queue
+#: behind writers); every other transaction takes the write lock up front.
+READ_ONLY = "wxpaykit_read_only"
+
+_ASYNC_SCHEMES = {
+    "sqlite": "sqlite+aiosqlite",
+    "postgres": "postgresql+asyncpg",
+    "postgresql": "postgresql+asyncpg",
+    "mysql": "mysql+asyncmy",
+    "mariadb": "mysql+asyncmy",
+}
+
+# PostgreSQL SQLSTATEs worth re-running the whole transaction for.
+_PG_RETRYABLE = {"40001", "40P01", "55P03"}  # serialization, deadlock, lock not available
+# MySQL/MariaDB: deadlock found, lock wait timeout.
+_MYSQL_RETRYABLE = {1213, 1205}
+_MYSQL_DUPLICATE = {1062, 1586}
+# SQLite primary result codes: BUSY, LOCKED; extended codes: UNIQUE, PRIMARYKEY.
+_SQLITE_RETRYABLE = {5, 6}
+_SQLITE_DUPLICATE = {2067, 1555}
+
+_StmtT = TypeVar("_StmtT", bound=Select[Any])
+
+
+def async_url(url: str) -> str:
+    """Map ``sqlite://``, ``postgresql://``, ``mysql://`` (and ``mariadb://``) to async drivers.
+
+    A URL that already names a driver (``postgresql+asyncpg://``) is returned unchanged.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError("database URL must look like scheme://..., e.g. sqlite:///wxpaykit.db")
+    if "+" in scheme:
+        return url
+    try:
+        return f"{_ASYNC_SCHEMES[scheme]}://{rest}"
+    except KeyError:
+        raise ValueError(
+            f"unsupported database scheme {scheme!r}: use sqlite, postgresql or mysql"
+        ) from None
+
+
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    schema: str | None = None,
+    sqlite_busy_timeout_ms: int = 10_000,
+    echo: bool = False,
+) -> AsyncEngine:
+    """An async engine configured for the ledger (see the module docstring).
+
+    ``schema`` selects a PostgreSQL schema through ``search_path`` (tables, Alembic's
+    version table and all queries go there); other dialects ignore it.
+    """
+    url = async_url(url)
+    options: dict[str, Any] = {
+        "echo": echo,
+        # Statement parameters carry payloads; they never belong in errors or logs.
+        "hide_parameters": True,
+        "pool_size": pool_size,
+        "max_overflow": max_overflow,
+    }
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, **options)
+        _configure_sqlite(engine, busy_timeout_ms=sqlite_busy_timeout_ms)
+        return engine
+    if url.startswith("mysql"):
+        options["isolation_level"] = "READ COMMITTED"
+        options["pool_recycle"] = 1800  # below the server's wait_timeout
+    elif url.startswith("postgresql") and schema is not None:
+        options["connect_args"] = {"server_settings": {"search_path": schema}}
+    return create_async_engine(url, **options)
+
+
+def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control away from the sqlite3 module; we emit BEGIN ourselves.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: each commit fsyncs the WAL, so an acknowledged notification survives a
+        # power cut. NORMAL in WAL mode is crash-safe for the process but may lose the
+        # last commits on power loss, i.e. notifications already answered 204.
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock at BEGIN: a transaction that read first and then
+        # writes could otherwise fail with SQLITE_BUSY_SNAPSHOT instead of waiting.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+async def insert_or_ignore(
+    connection: AsyncConnection, table: Table, values: Mapping[str, Any]
+) -> bool:
+    """Insert ``values`` unless a unique key already holds them; True when inserted.
+
+    PostgreSQL and SQLite use ``ON CONFLICT DO NOTHING`` (it waits for a concurrent
+    inserter of the same key and then skips). MySQL/MariaDB use a plain INSERT and
+    translate the duplicate-key error, because ``INSERT IGNORE`` would also turn
+    truncation and NULL errors into warnings and store altered data; InnoDB rolls back
+    only the failed statement, so the caller's transaction goes on.
+    """
+    name = connection.dialect.name
+    if name == "postgresql":
+        result = await connection.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
+        return result.rowcount == 1
+    if name == "sqlite":
+        result = await connection.execute(
+            sqlite_insert(table).values(**values).on_conflict_do_nothing()
+        )
+        return result.rowcount == 1
+    try:
+        await connection.execute(table.insert().values(**values))
+    except IntegrityError as exc:
+        if is_unique_violation(exc, name):
+            return False
+        raise
+    return True
+
+
+def for_claim(statement: _StmtT, dialect_name: str) -> _StmtT:
+    """Lock the selected rows for the caller, skipping rows another worker holds.
+
+    SQLite has no row locks: its writers are serialised by ``BEGIN IMMEDIATE``, so the
+    plain statement is already exclusive.
+    """
+    if dialect_name in ("postgresql", "mysql", "mariadb"):
+        return statement.with_for_update(skip_locked=True)
+    return statement
+
+
+def _mysql_errno(orig: BaseException | None) -> int | None:
+    args = getattr(orig, "args", ())
+    return args[0] if args and isinstance(args[0], int) else None
+
+
+def is_unique_violation(exc: DBAPIError, dialect_name: str) -> bool:
+    """True when the driver reports a unique/primary key conflict."""
+    orig = exc.orig
+    if dialect_name == "postgresql":
+        return getattr(orig, "sqlstate", None) == "23505"
+    if dialect_name in ("mysql", "mariadb"):
+        return _mysql_errno(orig) in _MYSQL_DUPLICATE
+    return getattr(orig, "sqlite_errorcode", None) in _SQLITE_DUPLICATE
+
+
+def is_retryable(exc: DBAPIError, dialect_name: str) -> bool:
+    """True for failures where re-running the whole transaction is right.
+
+    Deadlocks, serialization failures, lock timeouts and lost connections: nothing was
+    committed (or, if a connection died during COMMIT, the re-run finds the notification
+    already recorded and answers DUPLICATE - idempotency makes the retry safe).
+    """
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    if dialect_name == "postgresql":
+        return getattr(orig, "sqlstate", None) in _PG_RETRYABLE
+    if dialect_name in ("mysql", "mariadb"):
+        return _mysql_errno(orig) in _MYSQL_RETRYABLE
+    code = getattr(orig, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _SQLITE_RETRYABLE
+
+
+def describe(exc: BaseException) -> str:
+    """A short, parameter-free description of a driver error for StorageError messages."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+    return f"{type(orig).__name__}: {text[:200]}" if text else type(orig).__name__
