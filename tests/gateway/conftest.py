@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import func, inspect, select
 
 from wxpaykit.gateway.app import create_app
 from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.gateway.settings import GatewaySettings
+from wxpaykit.storage.ledger import SqlLedger
+from wxpaykit.storage.schema import metadata
 from wxpaykit.testing.gateway_kit import MerchantKit
 
-from ._memory_ledger import MemoryLedger
+from .databases import migrate_all
 
 RowCounts = Callable[[], Awaitable[dict[str, int]]]
 
@@ -24,17 +28,34 @@ def kit() -> MerchantKit:
 
 
 @pytest.fixture
-def ledger() -> MemoryLedger:
-    """The ledger under test."""
-    return MemoryLedger()
+async def ledger(tmp_path: Path) -> AsyncIterator[SqlLedger]:
+    """A migrated SQLite ledger in a temporary folder."""
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    await migrate_all(url)
+    async with SqlLedger.from_url(url) as sql_ledger:
+        yield sql_ledger
+
+
+async def count_rows(ledger: SqlLedger) -> dict[str, int]:
+    """Rows in every table of the schema (the whole ledger state)."""
+    counts: dict[str, int] = {}
+    async with ledger.engine.connect() as connection:
+        existing = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+        for table in metadata.sorted_tables:
+            if table.name not in existing:  # tables of migrations still being written
+                continue
+            counts[table.name] = int(
+                await connection.scalar(select(func.count()).select_from(table)) or 0
+            )
+    return counts
 
 
 @pytest.fixture
-def row_counts(ledger: MemoryLedger) -> RowCounts:
+def row_counts(ledger: SqlLedger) -> RowCounts:
     """Count the rows of every ledger table."""
 
     async def count() -> dict[str, int]:
-        return ledger.row_counts()
+        return await count_rows(ledger)
 
     return count
 
@@ -53,7 +74,7 @@ def metrics() -> GatewayMetrics:
 
 @pytest.fixture
 async def client(
-    settings: GatewaySettings, ledger: MemoryLedger, metrics: GatewayMetrics
+    settings: GatewaySettings, ledger: SqlLedger, metrics: GatewayMetrics
 ) -> AsyncIterator[httpx.AsyncClient]:
     """An HTTP client talking to the gateway in process."""
     app = create_app(settings, ledger, metrics=metrics)

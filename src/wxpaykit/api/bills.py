@@ -36,6 +36,9 @@ class BillInfo(ResponseModel):
 def _bill_date(value: dt.date | str) -> str:
     text = value.isoformat() if isinstance(value, dt.date) else value
     try:
+        # Python 3.11 also accepts the basic form 20240102; the platform does not.
+        if len(text) != 10:
+            raise ValueError(text)
         dt.date.fromisoformat(text)
     except ValueError:
         raise ValueError(f"bill_date must be YYYY-MM-DD, got {text!r}") from None

@@ -48,7 +48,9 @@ class CertificateList(ResponseModel):
     data: list[PlatformCertificateEntry]
 
 
-def _query(algorithm_type: Literal["RSA", "SM2", "ALL"] | None) -> tuple[tuple[str, str | None], ...]:
+def _query(
+    algorithm_type: Literal["RSA", "SM2", "ALL"] | None,
+) -> tuple[tuple[str, str | None], ...]:
     return (("algorithm_type", algorithm_type),) if algorithm_type else ()
 
 

@@ -25,7 +25,7 @@ from wxpaykit.api.call import (
     parse_model,
     path_segment,
 )
-from wxpaykit.core.models import Transaction, TradeType
+from wxpaykit.core.models import TradeType, Transaction
 from wxpaykit.core.payment_params import app_pay_params, jsapi_pay_params
 from wxpaykit.errors import MalformedMessageError
 

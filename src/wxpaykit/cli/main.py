@@ -22,6 +22,12 @@ def _root() -> None:
 
 
 # --- subcommand registrations (one line each) ---
+from wxpaykit.cli.serve import commands as serve_commands  # noqa: E402
+app.add_typer(serve_commands)  # serve, init, replay
+from wxpaykit.cli.events import commands as events_commands  # noqa: E402
+app.add_typer(events_commands)  # worker, events list/show/replay/schema
+from wxpaykit.cli.doctor import app as doctor_app  # noqa: E402
+app.add_typer(doctor_app, name="doctor")  # doctor notification
 
 
 def main() -> None:

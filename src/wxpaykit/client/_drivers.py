@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from wxpaykit.client._flow import Action, Blocking, Flow, Holding, Send, SingleFlight, Sleep, Stream
+from wxpaykit.client._flow import Action, Blocking, Flow, Send, SingleFlight, Sleep, Stream
 
 __all__ = ["AsyncDriver", "SyncDriver"]
 

@@ -71,10 +71,7 @@ def api_error(status_code: int, headers: Mapping[str, str], content: bytes) -> A
 
 
 def _reason(status_code: int) -> str:
-    try:
-        return httpx.codes(status_code).phrase
-    except ValueError:
-        return "unexpected status"
+    return httpx.codes.get_reason_phrase(status_code) or "unexpected status"
 
 
 def transport_error(exc: httpx.TransportError, *, method: str, path: str) -> TransportError:

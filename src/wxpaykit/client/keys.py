@@ -69,8 +69,8 @@ class PlatformKeyManager:
 
     ``certificate_mode``: ``"auto"`` downloads when an APIv3 key is given and accepts a
     404 (public-key-only merchant); ``"on"`` requires certificates; ``"off"`` never
-    downloads. ``min_download_interval_seconds`` bounds how often an unknown serial
-    may trigger a download, so forged notifications cannot make us hammer the API.
+    downloads. ``min_download_interval_seconds`` bounds how often unknown serials may
+    trigger downloads, so forged notifications cannot make us hammer the API.
     """
 
     def __init__(
@@ -89,7 +89,9 @@ class PlatformKeyManager:
         if certificate_mode not in ("auto", "on", "off"):
             raise ValueError("certificate_mode must be 'auto', 'on' or 'off'")
         self.apiv3_key = (
-            apiv3_key if isinstance(apiv3_key, ApiV3Key) or apiv3_key is None else ApiV3Key(apiv3_key)
+            apiv3_key
+            if isinstance(apiv3_key, ApiV3Key) or apiv3_key is None
+            else ApiV3Key(apiv3_key)
         )
         if certificate_mode == "on" and self.apiv3_key is None:
             raise ConfigurationError("certificate mode needs the APIv3 key to decrypt certificates")
@@ -107,7 +109,11 @@ class PlatformKeyManager:
         self.loaded_at = -math.inf
         self._last_download_at = -math.inf
         self._next_refresh_at = -math.inf
-        if not self.downloads_enabled and not self.trusted.public_keys and not self.trusted.certificates:
+        if (
+            not self.downloads_enabled
+            and not self.trusted.public_keys
+            and not self.trusted.certificates
+        ):
             raise ConfigurationError(
                 "no way to verify WeChat Pay: configure the WeChat Pay public key"
                 " (pub_key.pem and its PUB_KEY_ID_...), platform certificates, or the APIv3 key"
@@ -185,8 +191,9 @@ class PlatformKeyManager:
             ", ".join(c.serial_no for c in certificates) or "none",
         )
 
-    def record_download(self) -> None:
-        """Note that a download was attempted now (rate limit for unknown serials)."""
+    def record_unknown_serial_download(self) -> None:
+        """Note a download caused by an unknown serial (they are rate limited; the start
+        and scheduled downloads are not, so a rotation right after start is followed)."""
         self._last_download_at = self.now()
 
     def mark_certificates_unavailable(self) -> None:

@@ -31,8 +31,11 @@ __all__ = [
     "is_retryable",
 ]
 
-#: Platform codes that mean "try again later", whatever the HTTP status.
-RETRIED_CODES = frozenset({"SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANK_ERROR", "SYSTEMERROR"})
+#: Platform codes that mean "try again later", whatever the HTTP status (APIv2 spells
+#: two of them without the underscore).
+RETRIED_CODES = frozenset(
+    {"SYSTEM_ERROR", "FREQUENCY_LIMITED", "BANK_ERROR", "SYSTEMERROR", "BANKERROR"}
+)
 #: Codes that are never retried, even when they arrive with a 5xx status.
 NEVER_RETRIED_CODES = frozenset({"SIGN_ERROR", "PARAM_ERROR", "INVALID_REQUEST"})
 

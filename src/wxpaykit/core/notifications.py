@@ -10,8 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
@@ -45,12 +44,12 @@ MAX_NOTIFICATION_BYTES = 64 * 1024
 _ALGORITHM = "AEAD_AES_256_GCM"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Notification:
+class Notification(NamedTuple):
     """An authentic, decrypted notification.
 
     ``resource`` is a :class:`Transaction` for ``TRANSACTION.*``, a
     :class:`RefundResource` for ``REFUND.*``, and a plain dict for other event types.
+    (A named tuple, not a frozen dataclass, because one is built per notification.)
     """
 
     envelope: NotificationEnvelope
@@ -130,9 +129,7 @@ def parse_notification(
     verified = verify_signature(headers, body, keys, now=now, tolerance_seconds=tolerance_seconds)
     envelope = parse_envelope(body)
     plaintext = decrypt_resource(envelope, apiv3_key)
-    return Notification(
-        envelope=envelope, resource=parse_resource(envelope, plaintext), signature=verified
-    )
+    return Notification(envelope, parse_resource(envelope, plaintext), verified)
 
 
 def _describe(exc: ValidationError, what: str) -> str:

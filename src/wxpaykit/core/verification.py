@@ -17,12 +17,11 @@ Nothing is parsed before step 5 succeeds.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -71,46 +70,88 @@ class SignedHeaders:
     request_id: str | None = None
 
 
-def _lookup(headers: Mapping[str, str], name: str) -> str | None:
-    # Frameworks lower-case header names (ASGI), keep them (WSGI dicts) or rename them
+_REQUIRED_HEADERS = ("Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial")
+
+
+def _spellings(name: str) -> tuple[str, ...]:
+    # Frameworks keep header names (WSGI dicts), lower-case them (ASGI) or rename them
     # (Django's META: HTTP_WECHATPAY_SIGNATURE); protocol reference §10 pitfall 2.
-    for candidate in (name, name.lower(), "HTTP_" + name.upper().replace("-", "_")):
-        value = headers.get(candidate)
+    return (name, name.lower(), "HTTP_" + name.upper().replace("-", "_"))
+
+
+# Built once: this lookup runs for every notification, so no string is built per call.
+_SPELLINGS = {
+    name: _spellings(name)
+    for name in (*_REQUIRED_HEADERS, "Wechatpay-Signature-Type", "Request-ID")
+}
+_SPELLINGS["Request-ID"] += ("Request-Id",)
+
+_HeaderValues = tuple[str, str, str, str, str | None, str | None]
+
+
+def _get(headers: Mapping[str, str], name: str) -> str | None:
+    for spelling in _SPELLINGS[name]:
+        value = headers.get(spelling)
         if value is not None:
             return value
     return None
 
 
-def _lookup_any_case(headers: Mapping[str, str], name: str) -> str | None:
-    value = _lookup(headers, name)
-    if value is not None:
-        return value
-    lowered = name.lower()
-    for key, candidate in headers.items():
-        if key.lower() == lowered:
-            return candidate
-    return None
+def _read_headers(headers: Mapping[str, str]) -> _HeaderValues:
+    """``(timestamp, nonce, signature, serial, signature_type, request_id)``, stripped."""
+    get = headers.get
+    # Straight-line for the two common spellings (as sent, ASGI lower case): this runs for
+    # every notification. An empty value counts as absent, as it does below.
+    timestamp = get("Wechatpay-Timestamp") or get("wechatpay-timestamp")
+    nonce = get("Wechatpay-Nonce") or get("wechatpay-nonce")
+    signature = get("Wechatpay-Signature") or get("wechatpay-signature")
+    serial = get("Wechatpay-Serial") or get("wechatpay-serial")
+    if timestamp and nonce and signature and serial:
+        signature_type = get("Wechatpay-Signature-Type") or get("wechatpay-signature-type")
+        request_id = get("Request-ID") or get("request-id") or get("Request-Id")
+    else:
+        timestamp, nonce, signature, serial, signature_type, request_id = _read_rare_spellings(
+            headers
+        )
+    serial = serial.strip() if serial is not None else ""
+    return (
+        _require(timestamp, "Wechatpay-Timestamp", serial, request_id),
+        _require(nonce, "Wechatpay-Nonce", serial, request_id),
+        _require(signature, "Wechatpay-Signature", serial, request_id),
+        _require(serial, "Wechatpay-Serial", serial, request_id),
+        signature_type,
+        request_id,
+    )
+
+
+def _read_rare_spellings(headers: Mapping[str, str]) -> tuple[str | None, ...]:
+    # Django's META (HTTP_WECHATPAY_SIGNATURE), then any other casing in one pass.
+    values = [_get(headers, name) for name in _SPELLINGS]
+    if any(value is None for value in values[:4]):
+        lowered = {key.lower(): value for key, value in headers.items()}
+        values = [
+            value if value is not None else lowered.get(name.lower())
+            for name, value in zip(_SPELLINGS, values, strict=True)
+        ]
+    return tuple(values)
+
+
+def _require(value: str | None, name: str, serial: str, request_id: str | None) -> str:
+    if value is None or not (value := value.strip()):
+        raise MissingHeaderError(name, serial=serial or None, request_id=request_id)
+    return value
 
 
 def extract_signed_headers(headers: Mapping[str, str]) -> SignedHeaders:
     """Pull the ``Wechatpay-*`` headers out of any mapping, whatever its key casing."""
-    request_id = _lookup_any_case(headers, "Request-ID")
-    serial = (_lookup_any_case(headers, "Wechatpay-Serial") or "").strip()
-    values: dict[str, str] = {}
-    for field_name, header in (
-        ("timestamp", "Wechatpay-Timestamp"),
-        ("nonce", "Wechatpay-Nonce"),
-        ("signature", "Wechatpay-Signature"),
-        ("serial", "Wechatpay-Serial"),
-    ):
-        value = _lookup_any_case(headers, header)
-        if value is None or not value.strip():
-            raise MissingHeaderError(header, serial=serial or None, request_id=request_id)
-        values[field_name] = value.strip()
+    timestamp, nonce, signature, serial, signature_type, request_id = _read_headers(headers)
     return SignedHeaders(
-        signature_type=_lookup_any_case(headers, "Wechatpay-Signature-Type"),
+        timestamp=timestamp,
+        nonce=nonce,
+        signature=signature,
+        serial=serial,
+        signature_type=signature_type,
         request_id=request_id,
-        **values,
     )
 
 
@@ -198,9 +239,12 @@ class TrustedKeys:
         return newest.serial_no, newest.public_key
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class VerifiedSignature:
-    """What verification established: which key, and how far the sender's clock was off."""
+class VerifiedSignature(NamedTuple):
+    """What verification established: which key, and how far the sender's clock was off.
+
+    A named tuple rather than a frozen dataclass: one is built per notification, and a
+    frozen dataclass's ``__init__`` costs about a microsecond more (see docs/core.md).
+    """
 
     serial: str
     key_kind: KeyKind
@@ -209,8 +253,7 @@ class VerifiedSignature:
     request_id: str | None
 
 
-def _parse_timestamp(headers: SignedHeaders) -> int:
-    text = headers.timestamp
+def _parse_timestamp(text: str, serial: str, request_id: str | None) -> int:
     # isascii(): str.isdigit() also accepts '²' and full-width digits, which int() rejects
     # or silently converts; ASGI decodes header bytes as latin-1, so '²' can arrive.
     is_number = text.isascii() and text.isdigit()
@@ -219,8 +262,8 @@ def _parse_timestamp(headers: SignedHeaders) -> int:
         raise StaleTimestampError(
             f"Wechatpay-Timestamp {text!r} is not a Unix time in seconds{hint}",
             skew_seconds=0,
-            serial=headers.serial,
-            request_id=headers.request_id,
+            serial=serial,
+            request_id=request_id,
         )
     return int(text)
 
@@ -241,15 +284,24 @@ def verify_signature(
     """
     if now.tzinfo is None:
         raise ValueError("now must be a timezone-aware datetime")
-    signed = headers if isinstance(headers, SignedHeaders) else extract_signed_headers(headers)
-    serial, request_id = signed.serial, signed.request_id
-    if signed.signature_type is not None and signed.signature_type.strip() != SIGNATURE_TYPE:
+    if isinstance(headers, SignedHeaders):
+        text_timestamp, nonce, signature_text = headers.timestamp, headers.nonce, headers.signature
+        serial, signature_type, request_id = (
+            headers.serial,
+            headers.signature_type,
+            headers.request_id,
+        )
+    else:
+        text_timestamp, nonce, signature_text, serial, signature_type, request_id = (
+            _read_headers(headers)
+        )
+    if signature_type is not None and signature_type.strip() != SIGNATURE_TYPE:
         raise UnsupportedSignatureTypeError(
-            f"Wechatpay-Signature-Type {signed.signature_type!r} is not {SIGNATURE_TYPE}",
+            f"Wechatpay-Signature-Type {signature_type!r} is not {SIGNATURE_TYPE}",
             serial=serial,
             request_id=request_id,
         )
-    if signed.signature.startswith(PROBE_PREFIX):
+    if signature_text.startswith(PROBE_PREFIX):
         raise SignatureProbeError(
             "signature probe (WECHATPAY/SIGNTEST/): refuse it and WeChat Pay re-sends",
             serial=serial,
@@ -268,7 +320,7 @@ def verify_signature(
             serial=serial,
             request_id=request_id,
         )
-    timestamp = _parse_timestamp(signed)
+    timestamp = _parse_timestamp(text_timestamp, serial, request_id)
     skew = int(now.timestamp()) - timestamp
     if abs(skew) > tolerance_seconds:
         raise StaleTimestampError(
@@ -278,12 +330,13 @@ def verify_signature(
             request_id=request_id,
         )
     try:
-        signature = base64.b64decode(signed.signature, validate=True)
+        # strict_mode refuses non-alphabet characters and bad padding, like validate=True.
+        signature = binascii.a2b_base64(signature_text, strict_mode=True)
     except (binascii.Error, ValueError):
         raise SignatureMismatchError(
             "Wechatpay-Signature is not valid base64", serial=serial, request_id=request_id
         ) from None
-    message = build_response_message(signed.timestamp, signed.nonce, body)
+    message = build_response_message(text_timestamp, nonce, body)
     try:
         public_key.verify(signature, message, _PKCS1V15, _SHA256)
     except InvalidSignature:
@@ -292,10 +345,4 @@ def verify_signature(
             serial=serial,
             request_id=request_id,
         ) from None
-    return VerifiedSignature(
-        serial=serial,
-        key_kind=kind,
-        timestamp=timestamp,
-        skew_seconds=skew,
-        request_id=request_id,
-    )
+    return VerifiedSignature(serial, kind, timestamp, skew, request_id)

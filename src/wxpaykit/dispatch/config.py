@@ -205,5 +205,7 @@ def load_dispatch_settings(path: Path) -> DispatchSettings:
     try:
         data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigurationError(f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}") from None
+        raise ConfigurationError(
+            f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}"
+        ) from None
     return parse_dispatch_settings(data)

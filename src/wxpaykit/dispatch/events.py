@@ -5,10 +5,12 @@ Every sink receives the same body::
     {"id": "evt_…", "type": "payment.succeeded", "schema_version": 1,
      "created_at": "2025-01-31T08:00:00.123Z", "mchid": "1900000109",
      "data": {"out_trade_no": "…", "transaction_id": "…", "trade_state": "SUCCESS",
-              "amount": {"total": 100, "payer_total": 100, "currency": "CNY"}, …}}
+              "previous_state": "NOTPAY", "state": "SUCCESS", "total": 100, "currency": "CNY",
+              "payer_total": 100, "success_time": "…", "appid": "…", "notification_id": "…"}}
 
 ``id`` is stable across retries and replays: receivers deduplicate on it. Field names
-inside ``data`` are WeChat Pay's own. Amounts are integers in fen. New optional fields
+inside ``data`` are WeChat Pay's own (written by the ledger, ``wxpaykit.storage``).
+Amounts are integers in fen. New optional fields
 may appear in ``data`` without a version bump; removing or retyping a field bumps
 ``schema_version``. The JSON Schema is :func:`event_json_schema` (committed as
 ``docs/events.schema.json``).
@@ -22,35 +24,43 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from wxpaykit.storage.base import PaymentFacts, RefundFacts
 from wxpaykit.storage.events import ENVELOPE_SCHEMA_VERSION
 
 __all__ = [
-    "AmountMismatchData",
     "EventEnvelope",
     "EventType",
     "PaymentData",
+    "ReconciliationData",
     "RefundData",
-    "UnmatchedData",
+    "data_model",
     "event_json_schema",
     "parse_event",
-    "payment_data",
-    "refund_data",
+    "render_json_schema",
 ]
 
 
 class EventType(StrEnum):
-    """Every event type; ``reconciliation.*`` are reserved for the bill reconciler."""
+    """Every event type the ledger emits; ``reconciliation.*`` are reserved."""
 
     PAYMENT_SUCCEEDED = "payment.succeeded"
+    PAYMENT_USERPAYING = "payment.userpaying"
     PAYMENT_CLOSED = "payment.closed"
     PAYMENT_FAILED = "payment.failed"
+    PAYMENT_REVOKED = "payment.revoked"
     PAYMENT_AMOUNT_MISMATCH = "payment.amount_mismatch"
+    PAYMENT_TRANSACTION_MISMATCH = "payment.transaction_mismatch"
     PAYMENT_UNMATCHED = "payment.unmatched"
     PAYMENT_PAID_AFTER_CLOSE = "payment.paid_after_close"
+    REFUND_PROCESSING = "refund.processing"
+    REFUND_PENDING_PAYMENT = "refund.pending_payment"
     REFUND_SUCCEEDED = "refund.succeeded"
+    REFUND_SUCCEEDED_AFTER_CLOSE = "refund.succeeded_after_close"
     REFUND_ABNORMAL = "refund.abnormal"
     REFUND_CLOSED = "refund.closed"
+    REFUND_AMOUNT_MISMATCH = "refund.amount_mismatch"
+    REFUND_EXCEEDS_PAID = "refund.exceeds_paid"
+    REFUND_LIMIT_EXCEEDED = "refund.limit_exceeded"
+    REFUND_UNMATCHED = "refund.unmatched"
     RECONCILIATION_MISMATCH = "reconciliation.mismatch"
     RECONCILIATION_COMPLETED = "reconciliation.completed"
 
@@ -60,94 +70,61 @@ class _Data(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
 
-class PaymentAmount(_Data):
-    """``amount`` of a payment, in fen."""
-
-    total: int = Field(description="Order total in fen.")
-    payer_total: int | None = Field(default=None, description="What the payer paid, in fen.")
-    currency: str = "CNY"
-
-
 class PaymentData(_Data):
-    """``data`` of ``payment.succeeded``, ``payment.closed``, ``payment.failed``,
-    ``payment.paid_after_close``."""
+    """``data`` of every ``payment.*`` event. Amounts in fen; never the payer's openid."""
 
     out_trade_no: str
     transaction_id: str | None = None
-    trade_state: str = Field(description="WeChat trade_state: SUCCESS, CLOSED, PAYERROR, ...")
-    amount: PaymentAmount
+    trade_state: str = Field(description="trade_state as notified: SUCCESS, CLOSED, PAYERROR, ...")
+    previous_state: str | None = Field(
+        default=None, description="Order state before; null if unknown."
+    )
+    state: str | None = Field(default=None, description="Order state after; null if not applied.")
+    total: int = Field(description="Notified order total in fen.")
+    currency: str = "CNY"
+    payer_total: int | None = Field(default=None, description="What the payer paid, in fen.")
     success_time: str | None = Field(default=None, description="RFC 3339, as sent by WeChat Pay.")
     appid: str | None = None
-
-
-class ExpectedAmount(_Data):
-    """An amount and its currency, in fen."""
-
-    total: int
-    currency: str = "CNY"
-
-
-class AmountMismatchData(_Data):
-    """``data`` of ``payment.amount_mismatch``: authentic, but not what the order says."""
-
-    out_trade_no: str
-    transaction_id: str | None = None
-    trade_state: str
-    expected: ExpectedAmount
-    notified: ExpectedAmount
-
-
-class UnmatchedData(_Data):
-    """``data`` of ``payment.unmatched``: a notification for an order we do not know."""
-
-    out_trade_no: str
-    transaction_id: str | None = None
-    out_refund_no: str | None = None
-    trade_state: str | None = None
-    refund_status: str | None = None
-    amount: ExpectedAmount | None = None
-
-
-class RefundAmount(_Data):
-    """``amount`` of a refund, in fen."""
-
-    refund: int = Field(description="Refunded amount in fen.")
-    total: int = Field(description="Order total in fen.")
+    notification_id: str | None = Field(
+        default=None, description="The notification that caused it."
+    )
+    expected_total: int | None = Field(
+        default=None, description="payment.amount_mismatch: the order's total in fen."
+    )
+    expected_currency: str | None = Field(
+        default=None, description="payment.amount_mismatch: the order's currency."
+    )
 
 
 class RefundData(_Data):
-    """``data`` of ``refund.succeeded``, ``refund.abnormal``, ``refund.closed``."""
+    """``data`` of every ``refund.*`` event. Amounts in fen."""
 
     out_trade_no: str
     out_refund_no: str
-    refund_id: str
+    refund_id: str | None = None
     transaction_id: str | None = None
-    refund_status: str = Field(description="WeChat refund_status: SUCCESS, ABNORMAL, CLOSED.")
-    amount: RefundAmount
+    refund_status: str = Field(description="refund_status: PROCESSING, SUCCESS, ABNORMAL, CLOSED.")
+    refund: int = Field(description="Refund amount in fen.")
+    total: int = Field(description="Order total in fen, as WeChat Pay sees it.")
     success_time: str | None = None
+    notification_id: str | None = None
 
 
 class ReconciliationData(_Data):
     """``data`` of ``reconciliation.*`` (reserved; fields to be defined)."""
 
 
-DATA_MODELS: dict[EventType, type[_Data]] = {
-    EventType.PAYMENT_SUCCEEDED: PaymentData,
-    EventType.PAYMENT_CLOSED: PaymentData,
-    EventType.PAYMENT_FAILED: PaymentData,
-    EventType.PAYMENT_PAID_AFTER_CLOSE: PaymentData,
-    EventType.PAYMENT_AMOUNT_MISMATCH: AmountMismatchData,
-    EventType.PAYMENT_UNMATCHED: UnmatchedData,
-    EventType.REFUND_SUCCEEDED: RefundData,
-    EventType.REFUND_ABNORMAL: RefundData,
-    EventType.REFUND_CLOSED: RefundData,
-    EventType.RECONCILIATION_MISMATCH: ReconciliationData,
-    EventType.RECONCILIATION_COMPLETED: ReconciliationData,
-}
+def data_model(event_type: EventType) -> type[_Data]:
+    """The model of ``data`` for one event type."""
+    if event_type.value.startswith("payment."):
+        return PaymentData
+    if event_type.value.startswith("refund."):
+        return RefundData
+    return ReconciliationData
 
 
 class EventEnvelope(BaseModel):
-    """The body every sink receives; ``data`` stays a plain object (see :data:`DATA_MODELS`)."""
+    """The body every sink receives; ``data`` stays a plain object (see :func:`data_model`)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
@@ -159,9 +136,8 @@ class EventEnvelope(BaseModel):
     data: dict[str, Any]
 
     def typed_data(self) -> _Data:
-        """``data`` validated against its type's model (unknown types: ValueError)."""
-        model = DATA_MODELS[EventType(self.type)]
-        return model.model_validate(self.data)
+        """``data`` validated against its type's model (unknown type: ValueError)."""
+        return data_model(EventType(self.type)).model_validate(self.data)
 
 
 def parse_event(body: bytes | str) -> EventEnvelope:
@@ -169,38 +145,12 @@ def parse_event(body: bytes | str) -> EventEnvelope:
     return EventEnvelope.model_validate_json(body)
 
 
-def payment_data(facts: PaymentFacts) -> dict[str, Any]:
-    """``data`` for a payment event, from the ledger's normalised facts (no openid)."""
-    return PaymentData(
-        out_trade_no=facts.out_trade_no,
-        transaction_id=facts.transaction_id,
-        trade_state=facts.trade_state,
-        amount=PaymentAmount(
-            total=facts.total, payer_total=facts.payer_total, currency=facts.currency
-        ),
-        success_time=facts.success_time,
-        appid=facts.appid,
-    ).model_dump(mode="json")
-
-
-def refund_data(facts: RefundFacts) -> dict[str, Any]:
-    """``data`` for a refund event, from the ledger's normalised facts."""
-    return RefundData(
-        out_trade_no=facts.out_trade_no,
-        out_refund_no=facts.out_refund_no,
-        refund_id=facts.refund_id,
-        transaction_id=facts.transaction_id,
-        refund_status=facts.refund_status,
-        amount=RefundAmount(refund=facts.refund, total=facts.total),
-        success_time=facts.success_time,
-    ).model_dump(mode="json")
-
-
 def event_json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of the envelope, one branch per event type."""
     definitions: dict[str, Any] = {}
     branches: list[dict[str, Any]] = []
-    for event_type, model in DATA_MODELS.items():
+    for event_type in EventType:
+        model = data_model(event_type)
         schema = model.model_json_schema(ref_template="#/$defs/{model}")
         definitions.update(schema.pop("$defs", {}))
         definitions[model.__name__] = schema

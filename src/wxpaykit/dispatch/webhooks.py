@@ -109,9 +109,7 @@ def verify_webhook(
         raise StaleTimestampError("webhook-timestamp is not an integer", skew_seconds=0) from exc
     skew = now_seconds - timestamp
     if abs(skew) > tolerance_seconds:
-        raise StaleTimestampError(
-            f"webhook-timestamp is {skew} s away from now", skew_seconds=skew
-        )
+        raise StaleTimestampError(f"webhook-timestamp is {skew} s away from now", skew_seconds=skew)
     candidates: list[bytes] = []
     for token in lowered["webhook-signature"].split():
         version, _, encoded = token.partition(",")

@@ -11,7 +11,7 @@ entry point that reads :meth:`GatewaySettings.from_env`, opens the SQL ledger na
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from wxpaykit.core.verification import TrustedKeys
 from wxpaykit.gateway.endpoints import NotificationEndpoints, healthz
 from wxpaykit.gateway.intake import Clock, NotificationIntake, utc_now
 from wxpaykit.gateway.metrics import GatewayMetrics
@@ -44,6 +45,7 @@ def create_app(
     clock: Clock = utc_now,
     ready_check: ReadyCheck | None = None,
     extra_routes: list[Route] | None = None,
+    platform_keys: Mapping[str, TrustedKeys] | None = None,
     on_startup: list[Hook] | None = None,
     on_shutdown: list[Hook] | None = None,
 ) -> Starlette:
@@ -54,7 +56,9 @@ def create_app(
     """
     metrics = metrics or GatewayMetrics()
     ledger_guard = LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds)
-    intake = NotificationIntake(settings, ledger, nonce_guard or ledger_guard, clock=clock)
+    intake = NotificationIntake(
+        settings, ledger, nonce_guard or ledger_guard, clock=clock, platform_keys=platform_keys
+    )
     endpoints = NotificationEndpoints(intake=intake, metrics=metrics)
 
     async def readyz(request: Request) -> Response:

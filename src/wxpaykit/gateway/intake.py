@@ -30,7 +30,7 @@ import structlog
 
 from wxpaykit.core.models import NotificationEnvelope, RefundResource, Transaction
 from wxpaykit.core.notifications import decrypt_resource, parse_envelope, parse_resource
-from wxpaykit.core.verification import extract_signed_headers, verify_signature
+from wxpaykit.core.verification import TrustedKeys, extract_signed_headers, verify_signature
 from wxpaykit.errors import MalformedMessageError, StaleTimestampError
 from wxpaykit.gateway.nonce import NonceClaim, NonceGuard
 from wxpaykit.gateway.replies import (
@@ -89,11 +89,18 @@ class NotificationIntake:
         nonce_guard: NonceGuard,
         *,
         clock: Clock = utc_now,
+        platform_keys: Mapping[str, TrustedKeys] | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.nonce_guard = nonce_guard
         self.clock = clock
+        # mchid -> keys kept current by a key manager (platform_keys = "auto").
+        self.platform_keys = dict(platform_keys or {})
+
+    def trusted_keys(self, merchant: MerchantSettings) -> TrustedKeys:
+        """The keys that verify ``merchant``'s notifications."""
+        return self.platform_keys.get(merchant.mchid, merchant.trusted_keys)
 
     def merchant(self, mchid: str) -> MerchantSettings:
         """The path's merchant; :class:`UnknownMerchantError` when not configured."""
@@ -118,7 +125,7 @@ class NotificationIntake:
         _check_header_shapes(signed.timestamp, signed.nonce, signed.serial)
         now = self.clock()
         verified = verify_signature(
-            signed, body, merchant.trusted_keys, now=now, tolerance_seconds=_NO_WINDOW
+            signed, body, self.trusted_keys(merchant), now=now, tolerance_seconds=_NO_WINDOW
         )
         if abs(verified.skew_seconds) > self.settings.tolerance_seconds:
             raise StaleTimestampError(

@@ -97,7 +97,9 @@ def authenticate(simulator: Simulator, request: Request, body: bytes) -> Merchan
     if skew > simulator.config.timestamp_tolerance_seconds:
         raise _sign_error("签名时间戳已过期，请检查服务器时间")
     target = raw_target(request)
-    message = build_request_message(request.method, target, fields.timestamp, fields.nonce_str, body)
+    message = build_request_message(
+        request.method, target, fields.timestamp, fields.nonce_str, body
+    )
     public_key = merchant.api_certificate.public_key()
     if not isinstance(public_key, rsa.RSAPublicKey):  # pragma: no cover - provisioning makes RSA
         raise _sign_error(_SIGN_ERROR_MESSAGE)

@@ -45,7 +45,7 @@ class ChaosSettings:
     stale_timestamp_rate: float = 0.0
     #: How far in the past a stale timestamp lies (beyond every SDK's 300 s window).
     stale_seconds: int = 600
-    tamper_rate: float = 0.0
+    tampered_rate: float = 0.0
     unknown_serial_rate: float = 0.0
     drop_rate: float = 0.0
     #: The merchant's 2xx is treated as if it came after the ack timeout (then retried).

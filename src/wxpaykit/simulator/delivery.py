@@ -35,7 +35,23 @@ from wxpaykit.testing.keys import generate_private_key, generate_serial_number
 
 __all__ = ["RETRY_DELAYS_SECONDS", "DeliveryEngine", "SentRequest"]
 
-RETRY_DELAYS_SECONDS = (15, 15, 30, 180, 600, 1200, 1800, 1800, 1800, 3600, 10800, 10800, 10800, 21600, 21600)
+RETRY_DELAYS_SECONDS = (
+    15,
+    15,
+    30,
+    180,
+    600,
+    1200,
+    1800,
+    1800,
+    1800,
+    3600,
+    10800,
+    10800,
+    10800,
+    21600,
+    21600,
+)
 _BODY_PREVIEW = 256
 _USER_AGENT = "Mozilla/4.0"
 _MAX_CONCURRENT = 16
@@ -137,7 +153,9 @@ class DeliveryEngine:
             delivery.marks.append("dropped")
             delivery.status = "dropped"
             self._state.insert_attempt(
-                Attempt(delivery_id=delivery.id, number=number, at=now, chaos="dropped", error="dropped")
+                Attempt(
+                    delivery_id=delivery.id, number=number, at=now, chaos="dropped", error="dropped"
+                )
             )
             self._state.update_delivery(delivery)
             return
@@ -156,7 +174,11 @@ class DeliveryEngine:
             genuine = SentRequest(
                 headers=genuine.headers, body=genuine.body, serial=genuine.serial, chaos="slow_ack"
             )
-        if first and settings.duplicate_mode == "concurrent" and draw(settings, nid, 0, "duplicate"):
+        if (
+            first
+            and settings.duplicate_mode == "concurrent"
+            and draw(settings, nid, 0, "duplicate")
+        ):
             delivery.marks.append("duplicate")
             twin = SentRequest(
                 headers=genuine.headers, body=genuine.body, serial=genuine.serial, chaos="duplicate"
@@ -173,7 +195,11 @@ class DeliveryEngine:
         now = self._clock.now()
         if acked:
             delivery.status = "delivered"
-            if first and settings.duplicate_mode == "spaced" and draw(settings, nid, 0, "duplicate"):
+            if (
+                first
+                and settings.duplicate_mode == "spaced"
+                and draw(settings, nid, 0, "duplicate")
+            ):
                 delivery.marks.append("duplicate")
                 self._state.insert_delivery(
                     Delivery(
@@ -195,7 +221,9 @@ class DeliveryEngine:
             delivery.next_at = now + RETRY_DELAYS_SECONDS[number - 1] * self.time_scale
         self._state.update_delivery(delivery)
 
-    def _sign(self, body: bytes, serial: str, key: rsa.RSAPrivateKey, timestamp: int) -> dict[str, str]:
+    def _sign(
+        self, body: bytes, serial: str, key: rsa.RSAPrivateKey, timestamp: int
+    ) -> dict[str, str]:
         headers = sign_response_headers(
             body=body, private_key=key, serial=serial, timestamp=timestamp, nonce=generate_nonce(32)
         )

@@ -56,7 +56,9 @@ class V3Call:
 
     def fingerprint(self) -> str:
         """Digest of the parsed body: equal for the same parameters in any key order."""
-        canonical = json.dumps(self.json(), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        canonical = json.dumps(
+            self.json(), sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        )
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     def query(self, name: str, *, required: bool = True) -> str:
@@ -79,7 +81,9 @@ class V3Call:
 V3Handler = Callable[[V3Call], Awaitable[Any]]
 
 
-def v3_endpoint(handler: V3Handler, *, status: int = 200) -> Callable[[Request], Awaitable[Response]]:
+def v3_endpoint(
+    handler: V3Handler, *, status: int = 200
+) -> Callable[[Request], Awaitable[Response]]:
     """Wrap a handler with authentication, signing and error mapping."""
 
     async def endpoint(request: Request) -> Response:

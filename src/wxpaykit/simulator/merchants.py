@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import functools
 import json
 import secrets
 from dataclasses import dataclass, field
@@ -93,7 +94,9 @@ class PlatformCertificateKey:
     def is_effective_at(self, now: float) -> bool:
         """True when the certificate is valid at Unix time ``now``."""
         moment = dt.datetime.fromtimestamp(now, dt.UTC)
-        return self.certificate.not_valid_before_utc <= moment <= self.certificate.not_valid_after_utc
+        return (
+            self.certificate.not_valid_before_utc <= moment <= self.certificate.not_valid_after_utc
+        )
 
 
 @dataclass(kw_only=True)
@@ -163,7 +166,9 @@ class Merchant:
         day = int((now - self.created_at) / (_DAY_SECONDS * max(time_scale, 1e-9)))
         return MIGRATION_RAMP[min(day, len(MIGRATION_RAMP) - 1)]
 
-    def notification_signer(self, draw: float, now: float, time_scale: float) -> tuple[str, rsa.RSAPrivateKey]:
+    def notification_signer(
+        self, draw: float, now: float, time_scale: float
+    ) -> tuple[str, rsa.RSAPrivateKey]:
         """The key that signs a notification; ``draw`` in [0, 1) decides during the ramp."""
         if draw < self.public_key_share(now, time_scale):
             return self.public_key_signer()
@@ -260,7 +265,9 @@ class Merchant:
             apiclient_cert_p12=p12,
             platform_certificates=tuple(
                 (c.serial_no, c.certificate_pem)
-                for c in (self.platform_certificates if self.mode is not MerchantMode.PUBLIC_KEY else [])
+                for c in (
+                    self.platform_certificates if self.mode is not MerchantMode.PUBLIC_KEY else []
+                )
             ),
             public_key_id=self.public_key_id,
             public_key_pem=(
@@ -272,6 +279,12 @@ class Merchant:
             api_base_url=api_base_url,
             tls_base_url=tls_base_url,
         )
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_private_key(pem: bytes) -> rsa.RSAPrivateKey:
+    # Loading a PEM key re-validates it (tens of milliseconds); tests sign many requests.
+    return load_private_key(pem, source="apiclient_key.pem")
 
 
 def _random_digits(count: int) -> str:
@@ -355,11 +368,11 @@ class MerchantBundle:
         return self.appids[0]
 
     def credentials(self) -> MerchantCredentials:
-        """The merchant's signing credentials."""
+        """The merchant's signing credentials (the key is parsed once per process)."""
         return MerchantCredentials(
             mchid=self.mchid,
             serial_no=self.merchant_serial_no,
-            private_key=load_private_key(self.apiclient_key_pem, source="apiclient_key.pem"),
+            private_key=_cached_private_key(self.apiclient_key_pem),
         )
 
     def trusted_keys(self) -> TrustedKeys:

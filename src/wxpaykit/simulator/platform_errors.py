@@ -38,9 +38,13 @@ class PlatformError(Exception):
         return document
 
 
-def param_error(field: str, issue: str, *, location: str = "body", value: Any = None) -> PlatformError:
+def param_error(
+    field: str, issue: str, *, location: str = "body", value: Any = None
+) -> PlatformError:
     """400 ``PARAM_ERROR`` naming the field (a JSON pointer such as ``/amount/total``)."""
     detail: dict[str, Any] = {"field": field, "location": location, "issue": issue}
     if value is not None:
         detail["value"] = value
-    return PlatformError(400, "PARAM_ERROR", f"参数错误：{issue}", detail=detail, v2_code="PARAM_ERROR")
+    return PlatformError(
+        400, "PARAM_ERROR", f"参数错误：{issue}", detail=detail, v2_code="PARAM_ERROR"
+    )

@@ -57,6 +57,9 @@ class SimulatorConfig:
     allow_any_notify_url: bool = False
     #: Request timestamps further than this from the clock are refused (SIGN_ERROR).
     timestamp_tolerance_seconds: int = 300
+    #: ``/secapi/pay/refund`` only on the mutual-TLS listener; turn off to test APIv2
+    #: refunds in process, where there is no TLS at all.
+    require_client_certificate: bool = True
     #: Seed of the migration ramp draws (chaos has its own seed).
     seed: int = 0
     clock: Clock = field(default_factory=SystemClock)
@@ -116,6 +119,8 @@ class Simulator:
             transport=self.config.delivery_transport,
             seed=self.config.seed,
         )
+        #: Set by whoever runs the APIv2 mutual-TLS listener; shown in merchant bundles.
+        self.tls_base_url = ""
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -244,7 +249,9 @@ class Simulator:
         if existing.trade_state == "CLOSED":
             raise PlatformError(400, "ORDER_CLOSED", "订单已关闭", v2_code="ORDERCLOSED")
         if existing.fingerprint != request.fingerprint:
-            raise PlatformError(400, "INVALID_REQUEST", _REENTRY_MISMATCH, v2_code="INVALID_REQUEST")
+            raise PlatformError(
+                400, "INVALID_REQUEST", _REENTRY_MISMATCH, v2_code="OUT_TRADE_NO_USED"
+            )
         return existing
 
     def close_order(self, order: Order) -> Order:
@@ -297,7 +304,15 @@ class Simulator:
                 notification_id=nid,
                 create_time=now,
             )
-        self._enqueue(order.mchid, nid, order.api, "TRANSACTION.SUCCESS", order.notify_url, body, order.sign_type)
+        self._enqueue(
+            order.mchid,
+            nid,
+            order.api,
+            "TRANSACTION.SUCCESS",
+            order.notify_url,
+            body,
+            order.sign_type,
+        )
 
     def _enqueue(
         self,
@@ -348,7 +363,10 @@ class Simulator:
             return existing
         if order.trade_state not in ("SUCCESS", "REFUND"):
             raise PlatformError(
-                400, "INVALID_REQUEST", "订单状态不正确，未支付的订单不能退款", v2_code="ORDERNOTPAID"
+                400,
+                "INVALID_REQUEST",
+                "订单状态不正确，未支付的订单不能退款",
+                v2_code="ORDERNOTPAID",
             )
         if total != order.total:
             raise PlatformError(
@@ -382,7 +400,9 @@ class Simulator:
                 notify_url=notify_url,
                 funds_account=funds_account,
                 created_at=now,
-                complete_at=now + self.config.refund_delay_seconds * self.time_scale if auto else None,
+                complete_at=now + self.config.refund_delay_seconds * self.time_scale
+                if auto
+                else None,
                 fingerprint=fingerprint,
             )
         )

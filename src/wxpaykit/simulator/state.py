@@ -440,9 +440,7 @@ class SimulatorState:
             f"SELECT id, doc, body FROM deliveries WHERE {where} ORDER BY next_at, id",  # noqa: S608
             params,
         )
-        return [
-            Delivery(id=int(row[0]), body=bytes(row[2]), **json.loads(row[1])) for row in rows
-        ]
+        return [Delivery(id=int(row[0]), body=bytes(row[2]), **json.loads(row[1])) for row in rows]
 
     def due_deliveries(self, now: float) -> list[Delivery]:
         """Pending deliveries whose next attempt is due, earliest first."""

@@ -50,7 +50,11 @@ def optional_str(document: dict[str, Any], pointer: str, *, max_length: int = 0)
 
 
 def required_str(
-    document: dict[str, Any], pointer: str, *, max_length: int = 0, pattern: re.Pattern[str] | None = None
+    document: dict[str, Any],
+    pointer: str,
+    *,
+    max_length: int = 0,
+    pattern: re.Pattern[str] | None = None,
 ) -> str:
     """A non-empty string field."""
     value = optional_str(document, pointer, max_length=max_length)

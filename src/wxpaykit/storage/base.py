@@ -155,9 +155,7 @@ class Ledger(Protocol):
         """
         ...
 
-    async def record_failure(
-        self, notification: VerifiedNotification, *, error: str
-    ) -> None:
+    async def record_failure(self, notification: VerifiedNotification, *, error: str) -> None:
         """Keep a verified notification whose processing raised (inbound dead letter)."""
         ...
 

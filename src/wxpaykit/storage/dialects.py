@@ -136,31 +136,31 @@ def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
 
 async def insert_or_ignore(
     connection: AsyncConnection, table: Table, values: Mapping[str, Any]
-) -> bool:
-    """Insert ``values`` unless a unique key already holds them; True when inserted.
+) -> tuple[Any, ...] | None:
+    """Insert ``values`` unless a unique key already holds them.
 
-    PostgreSQL and SQLite use ``ON CONFLICT DO NOTHING`` (it waits for a concurrent
-    inserter of the same key and then skips). MySQL/MariaDB use a plain INSERT and
-    translate the duplicate-key error, because ``INSERT IGNORE`` would also turn
-    truncation and NULL errors into warnings and store altered data; InnoDB rolls back
-    only the failed statement, so the caller's transaction goes on.
+    Returns the inserted row's primary key, or None when the key was taken. PostgreSQL
+    and SQLite use ``ON CONFLICT DO NOTHING`` (it waits for a concurrent inserter of the
+    same key, then skips). MySQL/MariaDB use a plain INSERT and translate the duplicate-key
+    error, because ``INSERT IGNORE`` would also turn truncation and NULL errors into
+    warnings and store altered data; InnoDB rolls back only the failed statement, so the
+    caller's transaction goes on.
     """
     name = connection.dialect.name
-    if name == "postgresql":
-        result = await connection.execute(pg_insert(table).values(**values).on_conflict_do_nothing())
-        return result.rowcount == 1
-    if name == "sqlite":
-        result = await connection.execute(
-            sqlite_insert(table).values(**values).on_conflict_do_nothing()
-        )
-        return result.rowcount == 1
-    try:
-        await connection.execute(table.insert().values(**values))
-    except IntegrityError as exc:
-        if is_unique_violation(exc, name):
-            return False
-        raise
-    return True
+    if name in ("postgresql", "sqlite"):
+        insert = pg_insert(table) if name == "postgresql" else sqlite_insert(table)
+        result = await connection.execute(insert.values(**values).on_conflict_do_nothing())
+        if result.rowcount != 1:
+            return None
+    else:
+        try:
+            result = await connection.execute(table.insert().values(**values))
+        except IntegrityError as exc:
+            if is_unique_violation(exc, name):
+                return None
+            raise
+    key = result.inserted_primary_key
+    return tuple(key) if key is not None else ()
 
 
 def for_claim(statement: _StmtT, dialect_name: str) -> _StmtT:

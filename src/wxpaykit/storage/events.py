@@ -122,7 +122,9 @@ event_deliveries = Table(
     Column("updated_at_ms", BigInteger, nullable=False),
     Column("delivered_at_ms", BigInteger, nullable=True),
     UniqueConstraint("event_id", "sink"),
-    Index("ix_event_deliveries_sink_status_next_attempt_at_ms", "sink", "status", "next_attempt_at_ms"),
+    Index(
+        "ix_event_deliveries_sink_status_next_attempt_at_ms", "sink", "status", "next_attempt_at_ms"
+    ),
     Index("ix_event_deliveries_sink_aggregate_key_event_seq", "sink", "aggregate_key", "event_seq"),
     Index("ix_event_deliveries_status_event_seq", "status", "event_seq"),
 )

@@ -31,6 +31,8 @@ with ``utf8mb4_bin``, so ``ORDER1`` and ``order1`` are two orders, as on the pla
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -48,8 +50,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 
 __all__ = [
-    "BigIntegerKey",
     "MYSQL_TABLE_OPTIONS",
+    "BigIntegerKey",
     "inbound_dead_letters",
     "metadata",
     "notifications",
@@ -74,7 +76,7 @@ metadata = MetaData(
 BigIntegerKey = BigInteger().with_variant(Integer(), "sqlite")
 
 #: Binary collation on MySQL/MariaDB: keys are case-sensitive, as on the platform.
-MYSQL_TABLE_OPTIONS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
 
 #: Raw bodies up to 16 MiB on MySQL (a plain BLOB stops at 64 KiB).
 RawBody = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")

@@ -116,7 +116,10 @@ def test_plaintext_that_is_not_a_certificate_names_the_entry() -> None:
         ({"data": {"serial_no": "1"}}, "lacks a 'data' list"),
         ({"data": [{"serial_no": "ABC"}]}, "entry 0 lacks"),
         ({"data": ["ABC"]}, "entry 0 lacks"),
-        ({"data": [{"serial_no": "ABC", "encrypt_certificate": {"nonce": "61f9c719728a"}}]}, "entry 0 lacks"),
+        (
+            {"data": [{"serial_no": "ABC", "encrypt_certificate": {"nonce": "61f9c719728a"}}]},
+            "entry 0 lacks",
+        ),
     ],
 )
 def test_malformed_payloads_are_refused(payload: bytes | dict[str, Any], problem: str) -> None:

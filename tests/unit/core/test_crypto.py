@@ -20,7 +20,11 @@ from wxpaykit.errors import ConfigurationError, DecryptionError
 from wxpaykit.testing.keys import GeneratedCertificate
 
 KEY = "TestAPIv3Key0123456789abcdefABCD"
-NONCE_TEXT = st.text(alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", min_size=12, max_size=12)
+NONCE_TEXT = st.text(
+    alphabet="ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789",
+    min_size=12,
+    max_size=12,
+)
 AAD_TEXT = st.text(max_size=16)
 FAST = settings(max_examples=60, deadline=None)
 
@@ -30,7 +34,10 @@ def test_v6_seal_is_byte_exact_and_opens(vectors: dict[str, Any]) -> None:
     plaintext = v6["plaintext"].encode("utf-8")
     assert len(plaintext) == v6["plaintext_bytes"] == 431
     sealed = aes_gcm_seal(
-        v6["apiv3_key"], nonce=v6["nonce"], associated_data=v6["associated_data"], plaintext=plaintext
+        v6["apiv3_key"],
+        nonce=v6["nonce"],
+        associated_data=v6["associated_data"],
+        plaintext=plaintext,
     )
     assert sealed == v6["ciphertext"]
     assert len(base64.b64decode(sealed)) == v6["ciphertext_raw_bytes"] == 447
@@ -86,10 +93,14 @@ def test_empty_associated_data_and_none_are_the_same() -> None:
 
 @FAST
 @given(data=st.data(), plaintext=st.binary(min_size=0, max_size=200))
-def test_any_flipped_ciphertext_or_tag_byte_is_refused(data: st.DataObject, plaintext: bytes) -> None:
+def test_any_flipped_ciphertext_or_tag_byte_is_refused(
+    data: st.DataObject, plaintext: bytes
+) -> None:
     raw = bytearray(
         base64.b64decode(
-            aes_gcm_seal(KEY, nonce="A1b2C3d4E5f6", associated_data="transaction", plaintext=plaintext)
+            aes_gcm_seal(
+                KEY, nonce="A1b2C3d4E5f6", associated_data="transaction", plaintext=plaintext
+            )
         )
     )
     # Indices past len(plaintext) are the 16-byte tag.
@@ -127,7 +138,9 @@ def test_different_associated_data_is_refused(aad: str, other: str) -> None:
 
 
 def test_wrong_key_is_refused_without_echoing_anything() -> None:
-    sealed = aes_gcm_seal(KEY, nonce="A1b2C3d4E5f6", associated_data="t", plaintext=b"secret-openid")
+    sealed = aes_gcm_seal(
+        KEY, nonce="A1b2C3d4E5f6", associated_data="t", plaintext=b"secret-openid"
+    )
     with pytest.raises(DecryptionError) as caught:
         aes_gcm_open(KEY[::-1], nonce="A1b2C3d4E5f6", associated_data="t", ciphertext=sealed)
     assert "secret" not in str(caught.value)

@@ -73,7 +73,9 @@ def future_cert(merchant_cert: GeneratedCertificate) -> GeneratedCertificate:
 # --- the merchant private key -------------------------------------------------------------
 
 
-def test_official_pkcs8_pem_loads(vectors: dict[str, Any], official_private_key: rsa.RSAPrivateKey) -> None:
+def test_official_pkcs8_pem_loads(
+    vectors: dict[str, Any], official_private_key: rsa.RSAPrivateKey
+) -> None:
     public = load_public_key(vectors["official_key"]["public_key_pem"])
     assert official_private_key.key_size == 2048
     assert official_private_key.public_key().public_numbers() == public.public_numbers()
@@ -255,7 +257,8 @@ def test_credentials_need_a_certificate_or_a_serial(
 
 
 @pytest.mark.parametrize(
-    ("which", "reason"), [("expired", "certificate expired on 2020-01-01"), ("future", "not valid before 2040-01-01")]
+    ("which", "reason"),
+    [("expired", "certificate expired on 2020-01-01"), ("future", "not valid before 2040-01-01")],
 )
 def test_expired_or_future_merchant_certificate_is_refused_with_now(
     tmp_path: Path,
@@ -305,13 +308,18 @@ def test_platform_certificate_loads_from_pem_or_der(
     loaded = load_platform_certificate(platform_cert.certificate.public_bytes(encoding))
     assert loaded.serial_no == platform_cert.serial_no
     assert loaded.pem == platform_cert.certificate_pem
-    assert loaded.public_key.public_numbers() == platform_cert.private_key.public_key().public_numbers()
+    assert (
+        loaded.public_key.public_numbers()
+        == platform_cert.private_key.public_key().public_numbers()
+    )
     assert loaded.is_valid_at(dt.datetime.now(dt.UTC))
     assert not loaded.is_valid_at(loaded.not_after + dt.timedelta(seconds=1))
     assert not loaded.is_valid_at(loaded.not_before - dt.timedelta(seconds=1))
 
 
-def test_expired_platform_certificate_is_refused_with_now(expired_cert: GeneratedCertificate) -> None:
+def test_expired_platform_certificate_is_refused_with_now(
+    expired_cert: GeneratedCertificate,
+) -> None:
     with pytest.raises(KeyLoadError, match="expired") as caught:
         load_platform_certificate(
             expired_cert.certificate_pem, source="wechatpay_old.pem", now=dt.datetime.now(dt.UTC)
@@ -340,10 +348,16 @@ def test_public_key_formats_load(
     assert loaded.public_key.public_numbers() == private_key.public_key().public_numbers()
 
 
-def test_public_key_id_must_have_the_prefix(wechatpay_key_pair: tuple[str, rsa.RSAPrivateKey]) -> None:
+def test_public_key_id_must_have_the_prefix(
+    wechatpay_key_pair: tuple[str, rsa.RSAPrivateKey],
+) -> None:
     _, private_key = wechatpay_key_pair
     with pytest.raises(KeyLoadError, match="must start with 'PUB_KEY_ID_'") as caught:
-        WeChatPayPublicKey.load(public_key_pem(private_key.public_key()), "0000000024101100397200000006", source="pub_key.pem")
+        WeChatPayPublicKey.load(
+            public_key_pem(private_key.public_key()),
+            "0000000024101100397200000006",
+            source="pub_key.pem",
+        )
     assert caught.value.source == "pub_key.pem"
 
 
@@ -351,7 +365,10 @@ def test_public_key_id_must_have_the_prefix(wechatpay_key_pair: tuple[str, rsa.R
     ("data", "reason"),
     [
         (b"", "file is empty"),
-        (b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", "this is a certificate"),
+        (
+            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            "this is a certificate",
+        ),
         (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "corrupt public key"),
         (b"AAAA", "corrupt public key"),
     ],
@@ -362,8 +379,10 @@ def test_unusable_public_key_is_refused(data: bytes, reason: str) -> None:
 
 
 def test_non_rsa_public_key_is_refused() -> None:
-    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     with pytest.raises(KeyLoadError, match="expected an RSA public key"):
         load_public_key(pem, source="pub_key.pem")
@@ -379,7 +398,9 @@ def _assert_pair(client: ClientCertificate, generated: GeneratedCertificate) -> 
     assert _same_key(load_private_key(key_pem), generated.private_key)
 
 
-def test_client_certificate_pem_pair_loads(tmp_path: Path, merchant_cert: GeneratedCertificate) -> None:
+def test_client_certificate_pem_pair_loads(
+    tmp_path: Path, merchant_cert: GeneratedCertificate
+) -> None:
     cert = _write(tmp_path, "apiclient_cert.pem", merchant_cert.certificate_pem)
     key = _write(tmp_path, "apiclient_key.pem", merchant_cert.private_key_pem)
     client = load_client_certificate_pem(
@@ -424,8 +445,13 @@ def test_client_certificate_p12_wrong_password_or_corrupt_is_named(
     assert caught.value.source == str(path)
 
 
-def test_expired_client_certificate_p12_is_refused_with_now(expired_cert: GeneratedCertificate) -> None:
+def test_expired_client_certificate_p12_is_refused_with_now(
+    expired_cert: GeneratedCertificate,
+) -> None:
     with pytest.raises(KeyLoadError, match="expired"):
         load_client_certificate_p12(
-            expired_cert.pkcs12(MCHID), MCHID, source="apiclient_cert.p12", now=dt.datetime.now(dt.UTC)
+            expired_cert.pkcs12(MCHID),
+            MCHID,
+            source="apiclient_cert.p12",
+            now=dt.datetime.now(dt.UTC),
         )

@@ -32,9 +32,7 @@ OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 
 
 @pytest.fixture
-def seal(
-    wechatpay_key_pair: tuple[str, rsa.RSAPrivateKey], now: dt.datetime
-) -> Any:
+def seal(wechatpay_key_pair: tuple[str, rsa.RSAPrivateKey], now: dt.datetime) -> Any:
     """Seal and sign a resource like WeChat Pay, with the public-key-mode key, at ``now``."""
     key_id, private_key = wechatpay_key_pair
 
@@ -51,7 +49,9 @@ def seal(
     return _seal
 
 
-def _sign(body: bytes, wechatpay_key_pair: tuple[str, rsa.RSAPrivateKey], now: dt.datetime) -> dict[str, str]:
+def _sign(
+    body: bytes, wechatpay_key_pair: tuple[str, rsa.RSAPrivateKey], now: dt.datetime
+) -> dict[str, str]:
     key_id, private_key = wechatpay_key_pair
     return sign_response_headers(
         body=body, private_key=private_key, serial=key_id, timestamp=int(now.timestamp()), nonce="n"
@@ -134,7 +134,9 @@ def test_oversized_body_is_refused_before_verification(
     trusted_keys: TrustedKeys, now: dt.datetime
 ) -> None:
     with pytest.raises(MalformedMessageError, match="exceeds"):
-        parse_notification({}, b"x" * (MAX_NOTIFICATION_BYTES + 1), keys=trusted_keys, apiv3_key=KEY, now=now)
+        parse_notification(
+            {}, b"x" * (MAX_NOTIFICATION_BYTES + 1), keys=trusted_keys, apiv3_key=KEY, now=now
+        )
 
 
 def test_wrong_apiv3_key_is_a_decryption_error(
@@ -213,7 +215,9 @@ def test_lower_case_asgi_headers_and_django_meta_both_work(
     asgi = {name.lower(): value for name, value in sealed.headers.items()}
     django = {"HTTP_" + n.upper().replace("-", "_"): v for n, v in sealed.headers.items()}
     for headers in (asgi, django):
-        notification = parse_notification(headers, sealed.body, keys=trusted_keys, apiv3_key=KEY, now=now)
+        notification = parse_notification(
+            headers, sealed.body, keys=trusted_keys, apiv3_key=KEY, now=now
+        )
         assert isinstance(notification.resource, Transaction)
 
 

@@ -19,7 +19,10 @@ def test_format_serial_is_upper_hex_without_leading_zeros() -> None:
     [
         (" 5157f09efdc096de15ebe81a47057a7232f1b8e1 ", "5157F09EFDC096DE15EBE81A47057A7232F1B8E1"),
         ("0ABC", "ABC"),
-        ("PUB_KEY_ID_0000000000000024101100397200000006", "PUB_KEY_ID_0000000000000024101100397200000006"),
+        (
+            "PUB_KEY_ID_0000000000000024101100397200000006",
+            "PUB_KEY_ID_0000000000000024101100397200000006",
+        ),
         ("not-hex", "NOT-HEX"),
     ],
 )

@@ -108,7 +108,9 @@ def test_v2_get_with_empty_body_signs_an_empty_last_line(
     assert sign_message(message, official_private_key) == v2["signature"]
 
 
-@pytest.mark.parametrize(("body", "signature_key"), [("body", "signature"), ("", "empty_body_signature")])
+@pytest.mark.parametrize(
+    ("body", "signature_key"), [("body", "signature"), ("", "empty_body_signature")]
+)
 def test_v5_response_signature_known_answer(
     vectors: dict[str, Any],
     official_private_key: rsa.RSAPrivateKey,
@@ -188,10 +190,16 @@ def test_parse_authorization_accepts_fields_in_any_order(params: str) -> None:
     ("header", "problem"),
     [
         ('WECHATPAY2-SM2-WITH-SM3 mchid="1"', "scheme"),
-        ('WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="N",timestamp="2",serial_no="AB"', "lacks signature"),
+        (
+            'WECHATPAY2-SHA256-RSA2048 mchid="1",nonce_str="N",timestamp="2",serial_no="AB"',
+            "lacks signature",
+        ),
         ('WECHATPAY2-SHA256-RSA2048 mchid=1,nonce_str="N"', "malformed"),
         ('WECHATPAY2-SHA256-RSA2048 mchid="1",mchid="2"', "repeated"),
-        ('WECHATPAY2-SHA256-RSA2048 mchid="",nonce_str="N",timestamp="2",serial_no="AB",signature="S"', "lacks mchid"),
+        (
+            'WECHATPAY2-SHA256-RSA2048 mchid="",nonce_str="N",timestamp="2",serial_no="AB",signature="S"',
+            "lacks mchid",
+        ),
     ],
 )
 def test_parse_authorization_refuses_malformed_headers(header: str, problem: str) -> None:

@@ -219,7 +219,11 @@ def test_probe_prefix_is_its_own_outcome(
 
 @pytest.mark.parametrize(
     "serial",
-    ["5157F09EFDC096DE15EBE81A47057A7232F1B8E1", "PUB_KEY_ID_0000000000000000000000000000000001", "not-hex"],
+    [
+        "5157F09EFDC096DE15EBE81A47057A7232F1B8E1",
+        "PUB_KEY_ID_0000000000000000000000000000000001",
+        "not-hex",
+    ],
 )
 def test_unknown_serial_carries_serial_and_request_id(
     keys: TrustedKeys, signed: dict[str, str], serial: str
@@ -242,7 +246,9 @@ def test_unknown_serial_carries_serial_and_request_id(
 def test_platform_certificate_outside_its_validity_is_refused(
     not_before: dt.datetime, not_after: dt.datetime
 ) -> None:
-    generated = generate_certificate("Tenpay.com Root CA", not_before=not_before, not_after=not_after)
+    generated = generate_certificate(
+        "Tenpay.com Root CA", not_before=not_before, not_after=not_after
+    )
     keys = TrustedKeys(certificates=[load_platform_certificate(generated.certificate_pem)])
     headers = sign_response_headers(
         body=BODY,
@@ -292,7 +298,9 @@ def test_default_window_is_300_seconds(
             verify_signature(signed, BODY, keys, now=now)
 
 
-@pytest.mark.parametrize("timestamp", [str(SIGNED_AT * 1000), "17228504２1", "1722850²21", "abc", "-1"])
+@pytest.mark.parametrize(
+    "timestamp", [str(SIGNED_AT * 1000), "17228504２1", "1722850²21", "abc", "-1"]
+)
 def test_non_second_timestamps_are_refused_as_stale(
     keys: TrustedKeys, signed: dict[str, str], timestamp: str
 ) -> None:
@@ -308,7 +316,7 @@ def test_milliseconds_timestamp_is_explained(keys: TrustedKeys, signed: dict[str
 
 def test_naive_clock_is_a_caller_error(keys: TrustedKeys, signed: dict[str, str]) -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        verify_signature(signed, BODY, keys, now=dt.datetime(2024, 8, 5))  # noqa: DTZ001
+        verify_signature(signed, BODY, keys, now=dt.datetime(2024, 8, 5))
 
 
 # --- any flipped byte is refused ----------------------------------------------------------

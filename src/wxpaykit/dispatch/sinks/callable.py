@@ -28,7 +28,9 @@ def load_handler(import_path: str) -> EventHandler:
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r} for handler {import_path!r}") from exc
+        raise ConfigurationError(
+            f"cannot import {module_name!r} for handler {import_path!r}"
+        ) from exc
     for part in attribute.split("."):
         try:
             target = getattr(target, part)

@@ -38,14 +38,20 @@ class NatsJetStreamSink:
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        """Connect to the server."""
+        """Connect to the server (again, if a previous connection gave up)."""
         import nats
 
         async with self._lock:
-            if self._jetstream is not None:
+            if self._jetstream is not None and not self._client.is_closed:
                 return
+            # A bounded number of reconnects: a closed client is replaced on the next
+            # attempt, and a dead server fails attempts quickly instead of hanging them.
             self._client = await nats.connect(
-                self.url, connect_timeout=max(1, int(self.timeout_seconds)), max_reconnect_attempts=-1
+                self.url,
+                connect_timeout=max(1, int(self.timeout_seconds)),
+                max_reconnect_attempts=3,
+                reconnect_time_wait=0.5,
+                allow_reconnect=True,
             )
             self._jetstream = self._client.jetstream()
 
@@ -61,7 +67,7 @@ class NatsJetStreamSink:
         from nats.errors import Error as NatsError
 
         try:
-            if self._jetstream is None:
+            if self._jetstream is None or self._client.is_closed:
                 await self.open()
             await self._jetstream.publish(
                 self.subject.format(type=event.type, mchid=event.mchid),

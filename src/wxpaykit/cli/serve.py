@@ -1,0 +1,112 @@
+"""``wxpaykit serve``, ``wxpaykit init`` and ``wxpaykit replay``: the gateway's commands.
+
+``serve`` runs uvicorn with the ASGI factory (``wxpaykit.gateway.app:app_from_env``),
+so ``uvicorn --factory`` and ``wxpaykit serve`` run the very same app. ``--config``
+is passed to the app through ``WXPAYKIT_CONFIG``, which worker processes inherit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from wxpaykit.errors import ConfigurationError
+from wxpaykit.gateway.starter import STARTER_CONFIG
+
+__all__ = ["commands", "init", "replay", "serve"]
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config", "-c", help="Gateway TOML file (default: $WXPAYKIT_CONFIG or ./wxpaykit.toml)."
+    ),
+]
+
+
+def _use_config(config: Path | None) -> None:
+    # The factory reads settings in each worker through GatewaySettings.from_env().
+    if config is not None:
+        os.environ["WXPAYKIT_CONFIG"] = str(config.resolve())
+
+
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="Bind address (default from config).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from config).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Run the notification gateway."""
+    import uvicorn
+
+    from wxpaykit.gateway.settings import GatewaySettings
+
+    _use_config(config)
+    try:
+        settings = GatewaySettings.from_env()  # fail here, readably, before forking workers
+    except ConfigurationError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(
+        "wxpaykit.gateway.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=settings.port if port is None else port,
+        workers=workers,
+        access_log=False,  # the gateway logs every request itself, as JSON
+        log_level=settings.log_level,
+    )
+
+
+def init(
+    path: Annotated[Path, typer.Argument(help="Where to write the starter config.")] = Path(
+        "wxpaykit.toml"
+    ),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter configuration."""
+    if path.exists() and not force:
+        typer.echo(f"{path} exists; use --force to overwrite it", err=True)
+        raise typer.Exit(1)
+    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    typer.echo(f"wrote {path}; put your keys under secrets/ and run: wxpaykit serve -c {path}")
+
+
+def replay(
+    config: ConfigOption = None,
+    limit: Annotated[int | None, typer.Option(help="Re-drive at most this many.")] = None,
+) -> None:
+    """Re-drive inbound dead letters (verified notifications whose processing raised)."""
+    from wxpaykit.gateway.settings import GatewaySettings
+    from wxpaykit.gateway.wiring import open_ledger
+
+    _use_config(config)
+    try:
+        settings = GatewaySettings.from_env()
+    except ConfigurationError as exc:
+        typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    async def run() -> int:
+        ledger = await open_ledger(settings)
+        try:
+            report = await ledger.redrive_dead_letters(limit=limit)
+        finally:
+            await ledger.aclose()
+        for result in report.results:
+            outcome = result.outcome.value if result.outcome else f"failed again: {result.error}"
+            typer.echo(f"{result.mchid} {result.notification_id}: {outcome}")
+        typer.echo(f"re-driven: {report.resolved}, still failing: {report.failed}")
+        return 1 if report.failed else 0
+
+    raise typer.Exit(asyncio.run(run()))
+
+
+#: Merged into the root ``wxpaykit`` app (``app.add_typer(commands)``).
+commands = typer.Typer()
+commands.command("serve")(serve)
+commands.command("init")(init)
+commands.command("replay")(replay)

@@ -1,0 +1,189 @@
+"""The worker: fan out new events, run every sink's loop, stop cleanly.
+
+Run it alone (``wxpaykit worker``) or embedded in the gateway's process::
+
+    worker = Worker(engine, settings)
+    async with worker.running():      # e.g. inside the ASGI lifespan
+        ...
+
+Any number of workers may share one database: claims, leases and the breaker state
+live there. A stopped worker finishes (or abandons, after the timeout) its attempts in
+flight; abandoned leases expire and another worker delivers those events again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random as _random
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable, Mapping
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from wxpaykit.dispatch.breaker import CircuitBreaker
+from wxpaykit.dispatch.clock import Clock, SystemClock
+from wxpaykit.dispatch.config import DispatchSettings
+from wxpaykit.dispatch.deliveries import DeliveryStore, SinkRoute
+from wxpaykit.dispatch.dispatcher import SinkDispatcher, SinkLimits
+from wxpaykit.dispatch.sinks import EventSink, build_sink
+
+__all__ = ["Worker", "new_worker_id"]
+
+logger = logging.getLogger("wxpaykit.dispatch")
+
+
+def new_worker_id() -> str:
+    """``host-pid-random``: unique per process start, at most 64 characters."""
+    return f"{socket.gethostname()[:32]}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class Worker:
+    """Delivers the outbox to the configured sinks until stopped."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        settings: DispatchSettings,
+        *,
+        sinks: Mapping[str, EventSink] | None = None,
+        clock: Clock | None = None,
+        random: Callable[[], float] = _random.random,
+        worker_id: str | None = None,
+    ) -> None:
+        """``sinks`` replaces the sink built from the configuration of the same name."""
+        self.engine = engine
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.worker_id = worker_id or new_worker_id()
+        self.store = DeliveryStore(engine)
+        overrides = dict(sinks or {})
+        unknown = set(overrides) - {config.name for config in settings.sinks}
+        if unknown:
+            raise ValueError(f"sink instances without configuration: {sorted(unknown)}")
+        self.routes = [SinkRoute(name=c.name, patterns=c.event_types) for c in settings.sinks]
+        self.dispatchers: dict[str, SinkDispatcher] = {}
+        margin_ms = round(settings.worker.lease_margin_seconds * 1000)
+        for config in settings.sinks:
+            sink = overrides.get(config.name) or build_sink(config, clock=self.clock)
+            lease_ms = round(config.timeout_seconds * 1000) + margin_ms
+            self.dispatchers[config.name] = SinkDispatcher(
+                store=self.store,
+                sink=sink,
+                limits=SinkLimits(
+                    concurrency=config.concurrency,
+                    rate_per_second=config.rate_per_second,
+                    timeout_seconds=config.timeout_seconds,
+                    lease_ms=lease_ms,
+                    batch_size=settings.worker.batch_size,
+                ),
+                retry=config.retry.policy(),
+                breaker=CircuitBreaker(
+                    engine,
+                    sink=config.name,
+                    settings=config.breaker,
+                    owner=self.worker_id,
+                    probe_lease_ms=lease_ms,
+                ),
+                worker_id=self.worker_id,
+                clock=self.clock,
+                random=random,
+            )
+        self._stopping = asyncio.Event()
+        self._fanout_wakeup = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask the loops to finish (attempts in flight are awaited by :meth:`run`)."""
+        self._stopping.set()
+        self._fanout_wakeup.set()
+        for dispatcher in self.dispatchers.values():
+            dispatcher.wakeup.set()
+
+    def notify(self) -> None:
+        """New events were committed (an in-process hint; polling finds them anyway)."""
+        self._fanout_wakeup.set()
+
+    async def fan_out_once(self) -> int:
+        """Create deliveries for queued events; returns how many events were handled."""
+        total = 0
+        while True:
+            count = await self.store.fan_out(
+                self.routes, now_ms=self.clock.now_ms(), limit=self.settings.worker.batch_size
+            )
+            total += count
+            if count < self.settings.worker.batch_size:
+                break
+        if total:
+            for dispatcher in self.dispatchers.values():
+                dispatcher.wakeup.set()
+        return total
+
+    async def _wait(self, event: asyncio.Event) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.worker.poll_interval_seconds):
+                await event.wait()
+        event.clear()
+
+    async def _fan_out_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.fan_out_once()
+            except Exception:
+                logger.exception("fan-out failed; retrying")
+            await self._wait(self._fanout_wakeup)
+
+    async def _sink_loop(self, dispatcher: SinkDispatcher) -> None:
+        while not self._stopping.is_set():
+            try:
+                started = await dispatcher.poll()
+            except Exception:
+                logger.exception("sink %s: poll failed; retrying", dispatcher.sink.name)
+                started = 0
+            if started == 0 or dispatcher.in_flight >= dispatcher.limits.concurrency:
+                await self._wait(dispatcher.wakeup)
+        await dispatcher.drain(dispatcher.limits.timeout_seconds)
+
+    async def open(self) -> None:
+        """Create missing breaker rows and connect every sink (best effort)."""
+        now_ms = self.clock.now_ms()
+        for dispatcher in self.dispatchers.values():
+            await dispatcher.breaker.ensure_row(now_ms=now_ms)
+            try:
+                await dispatcher.sink.open()
+            except Exception:
+                # Not fatal: sinks connect again on the next attempt, failures are retried.
+                logger.exception("sink %s: cannot connect yet", dispatcher.sink.name)
+
+    async def close(self) -> None:
+        """Close every sink."""
+        for dispatcher in self.dispatchers.values():
+            try:
+                await dispatcher.sink.close()
+            except Exception:
+                logger.exception("closing sink %s failed", dispatcher.sink.name)
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` (or cancellation)."""
+        self._stopping.clear()
+        await self.open()
+        logger.info("worker %s delivering to %s", self.worker_id, ", ".join(self.dispatchers))
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._fan_out_loop(), name="fan-out")
+                for name, dispatcher in self.dispatchers.items():
+                    group.create_task(self._sink_loop(dispatcher), name=f"sink {name}")
+        finally:
+            await self.close()
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Worker]:
+        """Run in a background task for the duration of the block."""
+        task = asyncio.create_task(self.run(), name=f"worker {self.worker_id}")
+        try:
+            yield self
+        finally:
+            self.stop()
+            await task

@@ -1,0 +1,455 @@
+"""``SqlLedger``: the :class:`~wxpaykit.storage.base.Ledger` on SQLite, PostgreSQL, MySQL.
+
+Exactly once, in one transaction per notification::
+
+    1. INSERT the notification (unique mchid + notification_id); taken -> DUPLICATE
+    2. conditional UPDATE of the order/refund (payments.py, refunds.py)
+    3. append the outbox event(s) (unique dedup_key)
+    4. COMMIT - and only then return, so the gateway acknowledges durable work only
+
+Deadlocks, serialization failures, lock timeouts, a lost connection and a refused
+conditional write re-run the whole transaction (at most ``max_attempts`` times) until
+it reaches a definitive outcome; anything else is a :class:`StorageError` with nothing
+committed, which the gateway answers with 500 so WeChat Pay re-sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from wxpaykit.core.backoff import backoff_delay
+from wxpaykit.errors import MalformedMessageError, StorageError
+from wxpaykit.storage import dialects, migrate, records
+from wxpaykit.storage.applied import Applied, RetryTransaction
+from wxpaykit.storage.base import (
+    DeadLetterResult,
+    LedgerStats,
+    OrderRecord,
+    RecordOutcome,
+    RecordResult,
+    RedriveReport,
+    RefundRecord,
+    VerifiedNotification,
+)
+from wxpaykit.storage.codec import load_notification
+from wxpaykit.storage.dead_letters import mark_dead_letter, pending_dead_letters, save_dead_letter
+from wxpaykit.storage.events import append_events
+from wxpaykit.storage.payments import apply_payment
+from wxpaykit.storage.refunds import apply_refund
+from wxpaykit.storage.retention import purge_raw_requests
+from wxpaykit.storage.schema import (
+    notifications,
+    raw_requests,
+    seen_nonces,
+)
+from wxpaykit.storage.validation import validate_notification, validate_order
+
+__all__ = ["Clock", "SqlLedger"]
+
+#: Milliseconds since the epoch; injected so tests control expiry and retention.
+Clock = Callable[[], int]
+_T = TypeVar("_T")
+
+
+def _system_clock() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class SqlLedger:
+    """Durable, idempotent ledger over one SQLAlchemy async engine.
+
+    Build it with :meth:`from_url` (which configures the dialect) and close it with
+    :meth:`aclose` (or ``async with``). Safe to share between tasks and processes: all
+    guarantees come from unique constraints and conditional updates in the database.
+    """
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        clock: Clock = _system_clock,
+        count_duplicates: bool = True,
+        max_attempts: int = 8,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._engine = engine
+        self._dialect = engine.dialect.name
+        self._clock = clock
+        self._count_duplicates = count_duplicates
+        self._max_attempts = max_attempts
+        # SQLite has one writer at a time: queue this process's writers on a lock instead
+        # of having them poll the file lock (busy_timeout still covers other processes).
+        self._sqlite_writer = asyncio.Lock() if self._dialect == "sqlite" else None
+        self._retries = 0
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int = 10,
+        schema: str | None = None,
+        clock: Clock = _system_clock,
+        count_duplicates: bool = True,
+        max_attempts: int = 8,
+        sqlite_busy_timeout_ms: int = 10_000,
+        echo: bool = False,
+    ) -> SqlLedger:
+        """Connect to ``sqlite+aiosqlite:///path``, ``postgresql+asyncpg://...`` or
+        ``mysql+asyncmy://...`` (plain ``sqlite://``, ``postgresql://``, ``mysql://`` work
+        too). No connection is opened until first use; run migrations first
+        (:func:`wxpaykit.storage.migrate.upgrade`).
+        """
+        engine = dialects.create_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            schema=schema,
+            sqlite_busy_timeout_ms=sqlite_busy_timeout_ms,
+            echo=echo,
+        )
+        return cls(
+            engine, clock=clock, count_duplicates=count_duplicates, max_attempts=max_attempts
+        )
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine (for the dispatcher, retention jobs and tests)."""
+        return self._engine
+
+    @property
+    def retries(self) -> int:
+        """Transactions re-run so far (deadlock, lock timeout, lost row race); a metric."""
+        return self._retries
+
+    async def __aenter__(self) -> SqlLedger:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    # --- the request path -------------------------------------------------------------
+
+    async def record_notification(self, notification: VerifiedNotification) -> RecordResult:
+        """Record, apply and append events in one transaction; return after commit."""
+        validate_notification(notification)
+
+        async def work(connection: AsyncConnection, now_ms: int) -> RecordResult:
+            pk = await self._insert_notification(connection, notification, now_ms)
+            if pk is None:
+                if self._count_duplicates:
+                    await connection.execute(
+                        update(notifications)
+                        .where(
+                            notifications.c.mchid == notification.mchid,
+                            notifications.c.notification_id == notification.notification_id,
+                        )
+                        .values(duplicate_count=notifications.c.duplicate_count + 1)
+                    )
+                return RecordResult(outcome=RecordOutcome.DUPLICATE)
+            applied = await self._apply(connection, notification, now_ms)
+            event_ids = await append_events(connection, applied.events, now_ms=now_ms)
+            await connection.execute(
+                update(notifications)
+                .where(notifications.c.id == pk)
+                .values(outcome=applied.outcome.value)
+            )
+            return RecordResult(
+                outcome=applied.outcome,
+                transitions=tuple(applied.transitions),
+                event_ids=tuple(event_ids),
+            )
+
+        return await self._transaction(work, what="record_notification")
+
+    async def _insert_notification(
+        self, connection: AsyncConnection, notification: VerifiedNotification, now_ms: int
+    ) -> int | None:
+        raw = notification.raw
+        facts = notification.payment or notification.refund
+        refund = notification.refund
+        received_at_ms = raw.received_at_ms if raw is not None else now_ms
+        key = await dialects.insert_or_ignore(
+            connection,
+            notifications,
+            {
+                "mchid": notification.mchid,
+                "notification_id": notification.notification_id,
+                "api_version": notification.api_version,
+                "event_type": notification.event_type,
+                "kind": notification.kind,
+                "out_trade_no": facts.out_trade_no if facts is not None else None,
+                "out_refund_no": refund.out_refund_no if refund is not None else None,
+                "outcome": None,
+                "duplicate_count": 0,
+                "received_at_ms": received_at_ms,
+            },
+        )
+        if key is None:
+            return None
+        pk = int(key[0]) if key else await self._notification_pk(connection, notification)
+        if raw is not None:
+            await connection.execute(
+                raw_requests.insert().values(
+                    notification_pk=pk,
+                    headers=json.dumps(dict(raw.headers), ensure_ascii=False),
+                    body=raw.body,
+                    received_at_ms=raw.received_at_ms,
+                )
+            )
+        return pk
+
+    @staticmethod
+    async def _notification_pk(
+        connection: AsyncConnection, notification: VerifiedNotification
+    ) -> int:
+        pk = await connection.scalar(
+            select(notifications.c.id).where(
+                notifications.c.mchid == notification.mchid,
+                notifications.c.notification_id == notification.notification_id,
+            )
+        )
+        if pk is None:  # unreachable: we inserted it in this transaction
+            raise RetryTransaction
+        return int(pk)
+
+    @staticmethod
+    async def _apply(
+        connection: AsyncConnection, notification: VerifiedNotification, now_ms: int
+    ) -> Applied:
+        if notification.payment is not None:
+            return await apply_payment(
+                connection,
+                mchid=notification.mchid,
+                notification_id=notification.notification_id,
+                facts=notification.payment,
+                now_ms=now_ms,
+            )
+        if notification.refund is None:  # validate_notification makes this unreachable
+            raise MalformedMessageError("notification carries neither payment nor refund facts")
+        return await apply_refund(
+            connection,
+            mchid=notification.mchid,
+            notification_id=notification.notification_id,
+            facts=notification.refund,
+            now_ms=now_ms,
+        )
+
+    async def claim_nonce(self, mchid: str, nonce: str, *, expires_at_ms: int) -> bool:
+        """Record a ``Wechatpay-Nonce``; False when seen before and not yet expired.
+
+        An expired row is deleted and the nonce claimed again, in one transaction; the
+        primary key (mchid, nonce) decides between concurrent claimers.
+        """
+        if not nonce or len(nonce) > 64 or not mchid or len(mchid) > 32:
+            raise ValueError("nonce must be 1-64 characters and mchid 1-32 characters")
+
+        async def work(connection: AsyncConnection, now_ms: int) -> bool:
+            await connection.execute(
+                delete(seen_nonces).where(
+                    seen_nonces.c.mchid == mchid,
+                    seen_nonces.c.nonce == nonce,
+                    seen_nonces.c.expires_at_ms <= now_ms,
+                )
+            )
+            key = await dialects.insert_or_ignore(
+                connection,
+                seen_nonces,
+                {"mchid": mchid, "nonce": nonce, "expires_at_ms": expires_at_ms},
+            )
+            return key is not None
+
+        return await self._transaction(work, what="claim_nonce")
+
+    async def purge_expired_nonces(self) -> int:
+        """Delete expired nonce rows; returns how many."""
+
+        async def work(connection: AsyncConnection, now_ms: int) -> int:
+            result = await connection.execute(
+                delete(seen_nonces).where(seen_nonces.c.expires_at_ms <= now_ms)
+            )
+            return int(result.rowcount)
+
+        return await self._transaction(work, what="purge_expired_nonces")
+
+    async def purge_raw_requests(self, *, retention_ms: int) -> int:
+        """Delete raw requests received more than ``retention_ms`` ago; returns how many."""
+        if retention_ms < 0:
+            raise ValueError("retention_ms must not be negative")
+        return await purge_raw_requests(self._engine, older_than_ms=self._clock() - retention_ms)
+
+    # --- orders ---------------------------------------------------------------------
+
+    async def create_order(self, order: OrderRecord) -> OrderRecord:
+        """Register an order; idempotent for identical fields.
+
+        Raises ValueError when ``(mchid, out_trade_no)`` exists with a different appid,
+        description, total, currency or expiry (a merchant must never reuse an order
+        number for another order).
+        """
+        validate_order(order)
+
+        async def work(connection: AsyncConnection, now_ms: int) -> OrderRecord:
+            await records.insert_order(connection, order, now_ms=now_ms)
+            stored = await records.read_order(connection, order.mchid, order.out_trade_no)
+            if stored is None:  # unreachable: inserted now, or the conflicting row is committed
+                raise RetryTransaction
+            if not records.same_order(stored, order):
+                raise ValueError(
+                    f"order {order.out_trade_no!r} of merchant {order.mchid} already exists "
+                    "with different fields"
+                )
+            return stored
+
+        return await self._transaction(work, what="create_order")
+
+    async def get_order(self, mchid: str, out_trade_no: str) -> OrderRecord | None:
+        """Return the order, or None."""
+
+        async def work(connection: AsyncConnection, _now_ms: int) -> OrderRecord | None:
+            return await records.read_order(connection, mchid, out_trade_no)
+
+        return await self._transaction(work, what="get_order", read_only=True)
+
+    async def get_refund(self, mchid: str, out_refund_no: str) -> RefundRecord | None:
+        """Return the refund, or None."""
+
+        async def work(connection: AsyncConnection, _now_ms: int) -> RefundRecord | None:
+            return await records.read_refund(connection, mchid, out_refund_no)
+
+        return await self._transaction(work, what="get_refund", read_only=True)
+
+    # --- inbound dead letters ---------------------------------------------------------
+
+    async def record_failure(self, notification: VerifiedNotification, *, error: str) -> None:
+        """Keep a verified notification whose processing raised, to re-drive it later.
+
+        ``error`` must not contain personal data (the gateway passes the exception class
+        and message of a StorageError, which never carry payloads).
+        """
+
+        async def work(connection: AsyncConnection, now_ms: int) -> None:
+            await save_dead_letter(connection, notification, error=error, now_ms=now_ms)
+
+        await self._transaction(work, what="record_failure")
+
+    async def redrive_dead_letters(self, *, limit: int | None = None) -> RedriveReport:
+        """Re-run :meth:`record_notification` for each pending dead letter, oldest first.
+
+        A dead letter is resolved with whatever outcome recording gives (DUPLICATE when
+        WeChat's own re-send got through meanwhile); one that fails again stays pending
+        with its attempt count and error updated. Safe to run from several processes:
+        recording is idempotent.
+        """
+
+        async def pending(connection: AsyncConnection, _now_ms: int) -> list[Row[Any]]:
+            return await pending_dead_letters(connection, limit=limit)
+
+        results: list[DeadLetterResult] = []
+        for row in await self._transaction(pending, what="redrive_dead_letters", read_only=True):
+            outcome: RecordOutcome | None = None
+            error: str | None = None
+            try:
+                outcome = (await self.record_notification(load_notification(row.payload))).outcome
+            except (StorageError, MalformedMessageError) as exc:
+                error = str(exc)
+
+            await self._mark_dead_letter(row.id, outcome=outcome, error=error)
+            results.append(
+                DeadLetterResult(
+                    mchid=row.mchid,
+                    notification_id=row.notification_id,
+                    outcome=outcome,
+                    error=error,
+                )
+            )
+        return RedriveReport(results=tuple(results))
+
+    async def _mark_dead_letter(
+        self, dead_letter_id: int, *, outcome: RecordOutcome | None, error: str | None
+    ) -> None:
+        async def work(connection: AsyncConnection, now_ms: int) -> None:
+            await mark_dead_letter(
+                connection, dead_letter_id, outcome=outcome, error=error, now_ms=now_ms
+            )
+
+        await self._transaction(work, what="redrive_dead_letters")
+
+    # --- readiness and reporting ------------------------------------------------------
+
+    async def is_ready(self) -> bool:
+        """True when the database answers and the schema is at the latest migration."""
+        try:
+            async with self._engine.connect() as connection:
+                return await connection.run_sync(migrate.connection_is_current)
+        except (SQLAlchemyError, OSError, TimeoutError):
+            return False
+
+    async def stats(self, *, mchid: str | None = None) -> LedgerStats:
+        """Counts straight from the tables (every process's work included)."""
+
+        async def work(connection: AsyncConnection, _now_ms: int) -> LedgerStats:
+            return await records.read_stats(connection, mchid=mchid)
+
+        return await self._transaction(work, what="stats", read_only=True)
+
+    # --- the transaction runner -------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _writer(self, read_only: bool) -> AsyncIterator[None]:
+        if self._sqlite_writer is None or read_only:
+            yield
+            return
+        async with self._sqlite_writer:
+            yield
+
+    async def _transaction(
+        self,
+        work: Callable[[AsyncConnection, int], Awaitable[_T]],
+        *,
+        what: str,
+        read_only: bool = False,
+    ) -> _T:
+        """Run ``work`` in a transaction, re-running it on contention; commit; return."""
+        last: BaseException | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                async with self._writer(read_only), self._engine.connect() as connection:
+                    if read_only:
+                        connection = await connection.execution_options(
+                            **{dialects.READ_ONLY: True}
+                        )
+                    async with connection.begin():
+                        result = await work(connection, self._clock())
+                    return result
+            except RetryTransaction as exc:
+                last = exc
+            except DBAPIError as exc:
+                if not dialects.is_retryable(exc, self._dialect):
+                    raise StorageError(f"{what} failed: {dialects.describe(exc)}") from exc
+                last = exc
+            except (SQLAlchemyError, OSError, TimeoutError) as exc:
+                raise StorageError(f"{what} failed: {dialects.describe(exc)}") from exc
+            if attempt < self._max_attempts:
+                self._retries += 1
+                await asyncio.sleep(backoff_delay(attempt, base_seconds=0.005, cap_seconds=0.2))
+        raise StorageError(
+            f"{what} reached no definitive outcome after {self._max_attempts} attempts"
+            + (f": {dialects.describe(last)}" if isinstance(last, DBAPIError) else "")
+        ) from last

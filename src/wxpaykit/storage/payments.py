@@ -1,0 +1,171 @@
+"""Apply a payment notification to its order, inside the caller's transaction.
+
+The write is a compare-and-set: ``UPDATE orders ... WHERE id = ? AND state = ? AND
+version = ?``. When it matches no row, another transaction changed the order after we
+read it; we read again (READ COMMITTED: the latest committed row) and classify again, so
+a busy row never turns into a guessed success.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wxpaykit.core.models import TradeState
+from wxpaykit.storage.applied import Applied, RetryTransaction, make_event, parse_time_ms
+from wxpaykit.storage.base import AppliedTransition, PaymentFacts, RecordOutcome
+from wxpaykit.storage.refunds import release_held_refunds
+from wxpaykit.storage.schema import orders
+from wxpaykit.storage.state_machine import effective_payment_state, payment_transition
+
+__all__ = ["apply_payment"]
+
+#: Re-reads inside one transaction before starting the transaction over.
+_MAX_REREADS = 3
+
+
+async def apply_payment(
+    connection: AsyncConnection,
+    *,
+    mchid: str,
+    notification_id: str,
+    facts: PaymentFacts,
+    now_ms: int,
+) -> Applied:
+    """Classify and (if the table says so) apply one payment notification."""
+    for _ in range(_MAX_REREADS):
+        order = (
+            await connection.execute(
+                select(orders).where(
+                    orders.c.mchid == mchid, orders.c.out_trade_no == facts.out_trade_no
+                )
+            )
+        ).one_or_none()
+        if order is None:
+            return _unmatched(mchid, notification_id, facts)
+        refused = _check_facts(order, mchid, notification_id, facts)
+        if refused is not None:
+            return refused
+        event_time = parse_time_ms(facts.success_time) or now_ms
+        current = effective_payment_state(
+            order.state, expires_at_ms=order.expires_at_ms, event_time_ms=event_time
+        )
+        transition = payment_transition(current, facts.trade_state)
+        if transition is None:
+            return Applied(RecordOutcome.NO_CHANGE)
+        values: dict[str, Any] = {
+            "state": transition.to_state,
+            "version": order.version + 1,
+            "updated_at_ms": now_ms,
+        }
+        if transition.to_state == TradeState.SUCCESS:
+            values["transaction_id"] = facts.transaction_id or order.transaction_id
+            values["success_time"] = facts.success_time
+        result = await connection.execute(
+            update(orders)
+            .where(
+                orders.c.id == order.id,
+                orders.c.state == order.state,
+                orders.c.version == order.version,
+            )
+            .values(**values)
+        )
+        if result.rowcount != 1:
+            continue  # changed since we read it: read the committed row and decide again
+        payload = _payload(order, notification_id, facts, to_state=transition.to_state)
+        applied = Applied(
+            RecordOutcome.APPLIED,
+            transitions=[
+                AppliedTransition(
+                    entity="order",
+                    key=facts.out_trade_no,
+                    from_state=order.state,
+                    to_state=transition.to_state,
+                )
+            ],
+            events=[
+                make_event(
+                    event_type,
+                    mchid=mchid,
+                    out_trade_no=facts.out_trade_no,
+                    dedup_key=f"{mchid}:{facts.out_trade_no}:{event_type}",
+                    payload=payload,
+                )
+                for event_type in transition.events
+            ],
+        )
+        if transition.to_state == TradeState.SUCCESS and order.held_refunds > 0:
+            await release_held_refunds(
+                connection, order_id=order.id, mchid=mchid, applied=applied, now_ms=now_ms
+            )
+        return applied
+    raise RetryTransaction
+
+
+def _check_facts(
+    order: Row[Any], mchid: str, notification_id: str, facts: PaymentFacts
+) -> Applied | None:
+    """An authentic notification that contradicts the order: recorded, never applied."""
+    if facts.total != order.total or facts.currency != order.currency:
+        kind, detail = "payment.amount_mismatch", f"{facts.total}:{facts.currency}"
+    elif (
+        order.transaction_id is not None
+        and facts.transaction_id is not None
+        and facts.transaction_id != order.transaction_id
+    ):
+        # Same out_trade_no paid by a second transaction: never hide a double charge.
+        kind, detail = "payment.transaction_mismatch", facts.transaction_id
+    else:
+        return None
+    payload = _payload(order, notification_id, facts, to_state=None)
+    payload["expected_total"] = order.total
+    payload["expected_currency"] = order.currency
+    return Applied(
+        RecordOutcome.ANOMALY,
+        events=[
+            make_event(
+                kind,
+                mchid=mchid,
+                out_trade_no=facts.out_trade_no,
+                dedup_key=f"{mchid}:{facts.out_trade_no}:{kind}:{detail}",
+                payload=payload,
+            )
+        ],
+    )
+
+
+def _unmatched(mchid: str, notification_id: str, facts: PaymentFacts) -> Applied:
+    return Applied(
+        RecordOutcome.UNMATCHED,
+        events=[
+            make_event(
+                "payment.unmatched",
+                mchid=mchid,
+                out_trade_no=facts.out_trade_no,
+                dedup_key=f"{mchid}:{facts.out_trade_no}:payment.unmatched:{facts.trade_state}",
+                payload=_payload(None, notification_id, facts, to_state=None),
+            )
+        ],
+    )
+
+
+def _payload(
+    order: Row[Any] | None, notification_id: str, facts: PaymentFacts, *, to_state: str | None
+) -> dict[str, Any]:
+    """Event data: identifiers, amounts and states; never the payer's openid."""
+    return {
+        "out_trade_no": facts.out_trade_no,
+        "transaction_id": facts.transaction_id,
+        "trade_state": facts.trade_state,
+        "previous_state": order.state if order is not None else None,
+        "state": to_state,
+        "total": facts.total,
+        "currency": facts.currency,
+        "payer_total": facts.payer_total,
+        "success_time": facts.success_time,
+        "appid": facts.appid or (order.appid if order is not None else None),
+        "notification_id": notification_id,
+    }

@@ -1,0 +1,3 @@
+"""Tests of the notification doctor (library call and CLI)."""
+
+from __future__ import annotations
