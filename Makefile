@@ -33,3 +33,12 @@ fmt: sync
 
 bench: sync
 	$(UV) run --locked python benchmarks/bench_core.py
+
+# The main job: simulator + gateway on SQLite, a few hundred orders paid with chaos on,
+# and a summary proving each was applied exactly once. ARGS=--once exits afterwards.
+.PHONY: demo-once
+demo: sync
+	$(UV) run --locked wxpaykit demo $(ARGS)
+
+demo-once: sync
+	$(UV) run --locked wxpaykit demo --once $(ARGS)

@@ -60,7 +60,7 @@ class TestDatabase:
     engine: AsyncEngine
 
 
-async def create_test_database(kind: str, sqlite_path: str) -> TestDatabase:
+async def create_test_database(kind: str, sqlite_path: str, *, tables: bool = True) -> TestDatabase:
     """Create the outbox tables in a unique schema/database (or a new SQLite file)."""
     name = f"wxd_{uuid.uuid4().hex[:12]}"
     schema: str | None = None
@@ -83,6 +83,8 @@ async def create_test_database(kind: str, sqlite_path: str) -> TestDatabase:
     else:  # pragma: no cover
         raise ValueError(kind)
     engine = create_engine(url, schema=schema, pool_size=20, max_overflow=20)
+    if not tables:
+        return TestDatabase(kind=kind, url=url, schema=schema, engine=engine)
     async with engine.begin() as connection:
         await connection.run_sync(
             lambda sync: DISPATCH_TABLES[0].metadata.create_all(sync, tables=DISPATCH_TABLES)

@@ -49,6 +49,8 @@ class Receiver:
     overlaps: list[str] = field(default_factory=list)
     #: ``webhook-id`` of every request as it started (before any answer).
     arrivals: list[str] = field(default_factory=list)
+    #: ``webhook-id`` of blocked requests whose sender went away.
+    abandoned: list[str] = field(default_factory=list)
     _in_progress: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     #: Signalled when a request starts (useful with ``blocking``).
@@ -82,6 +84,8 @@ class Receiver:
         try:
             while self.blocking.is_set():
                 if await request.is_disconnected():
+                    with self._lock:
+                        self.abandoned.append(message_id)
                     return Response(status_code=499)  # the sender is gone: not delivered
                 await asyncio.sleep(0.01)
             if self.hold_seconds:

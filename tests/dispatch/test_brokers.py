@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import defaultdict
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -108,24 +108,24 @@ async def test_nats_jetstream_receives_exactly_the_committed_events(
         info = await jetstream.stream_info(stream)
         assert info.state.messages == len(committed)
         messages = [await jetstream.get_msg(stream, seq) for seq in range(1, len(committed) + 1)]
-        for message in messages:
+        bodies = [message.data or b"" for message in messages]
+        for message, body in zip(messages, bodies, strict=True):
             assert message.headers is not None
-            assert message.headers["Nats-Msg-Id"] == json.loads(message.data)["id"]
-        assert_exact_and_ordered([message.data for message in messages], committed)
+            assert message.headers["Nats-Msg-Id"] == json.loads(body)["id"]
+        assert_exact_and_ordered(bodies, committed)
 
         # A re-sent copy (lost ack) is dropped by the stream's duplicate window.
         sink_instance = NatsJetStreamSink(
             "nats", url="nats://127.0.0.1:4222", subject=prefix + ".{type}"
         )
-        first = messages[0]
-        event = json.loads(first.data)
+        event = json.loads(bodies[0])
         outgoing = OutgoingEvent(
             event_id=event["id"],
             type=event["type"],
             mchid=event["mchid"],
             aggregate_key="x",
             seq=1,
-            body=first.data,
+            body=bodies[0],
             attempt=2,
             created_at_ms=0,
         )
@@ -147,7 +147,7 @@ async def test_redis_stream_receives_exactly_the_committed_events(sqlite_db: Tes
         committed = await commit_events_and_one_rollback(sqlite_db)
         sink = {"name": "redis", "type": "redis", "stream": stream}
         await run_until_delivered(sqlite_db, sink, len(committed))
-        entries = await client.xrange(stream)
+        entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(stream))
         assert_exact_and_ordered([fields[b"body"] for _, fields in entries], committed)
 
         # Delivering the same event again (a retry after a lost reply) adds nothing.

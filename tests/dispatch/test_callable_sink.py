@@ -65,7 +65,7 @@ async def test_handler_exception_is_retried_with_the_same_event(sqlite_db: TestD
 
 
 def test_bad_import_paths_are_configuration_errors() -> None:
-    with pytest.raises(ConfigurationError, match="package.module:function"):
+    with pytest.raises(ConfigurationError, match=r"package\.module:function"):
         load_handler("no_colon_here")
     with pytest.raises(ConfigurationError, match="cannot import"):
         load_handler("tests.dispatch.does_not_exist:handler")

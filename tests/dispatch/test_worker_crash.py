@@ -62,6 +62,8 @@ timeout_seconds = 1.5
     assert (row.status, row.attempts) == ("pending", 1)
     assert row.locked_by is not None  # the dead worker's lease still stands
 
+    # The receiver sees the dead sender's connection close: that attempt did not land.
+    await wait_until(lambda: receiver.abandoned == [event_id], message="abandoned request")
     receiver.blocking.clear()
     second = start_worker(config, tmp_path / "worker.log")
     try:

@@ -82,7 +82,9 @@ def merchant(sim: InProcessSimulator) -> MerchantBundle:
     return sim.create_merchant("certificate")
 
 
-def native_order(bundle: MerchantBundle, out_trade_no: str = "ORDER_000001", total: int = 100) -> dict[str, object]:
+def native_order(
+    bundle: MerchantBundle, out_trade_no: str = "ORDER_000001", total: int = 100
+) -> dict[str, object]:
     """A Native prepay body."""
     return {
         "appid": bundle.appid,

@@ -25,9 +25,16 @@ from wxpaykit.testing.simulator import (
 )
 
 
-def _signed_xml(bundle: MerchantBundle, params: dict[str, str], *, hmac_sha256: bool = False) -> bytes:
+def _signed_xml(
+    bundle: MerchantBundle, params: dict[str, str], *, hmac_sha256: bool = False
+) -> bytes:
     """Sign with wechatpy's own functions, an implementation independent of ours."""
-    full = {"appid": bundle.appid, "mch_id": bundle.mchid, "nonce_str": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS", **params}
+    full = {
+        "appid": bundle.appid,
+        "mch_id": bundle.mchid,
+        "nonce_str": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+        **params,
+    }
     if hmac_sha256:
         full["sign_type"] = "HMAC-SHA256"
         full["sign"] = calculate_signature_hmac(full, bundle.apiv2_key)
@@ -50,43 +57,92 @@ def _unified(bundle: MerchantBundle, out_trade_no: str = "V2ORDER0001") -> dict[
 
 def _check_wechatpy_sign(reply: dict[str, str], key: str, *, hmac_sha256: bool = False) -> None:
     unsigned = {k: v for k, v in reply.items() if k != "sign"}
-    expected = calculate_signature_hmac(unsigned, key) if hmac_sha256 else calculate_signature(unsigned, key)
+    expected = (
+        calculate_signature_hmac(unsigned, key)
+        if hmac_sha256
+        else calculate_signature(unsigned, key)
+    )
     assert reply["sign"] == expected
 
 
 @pytest.mark.parametrize("hmac_sha256", [False, True])
-async def test_unifiedorder_and_orderquery(sim: InProcessSimulator, merchant: MerchantBundle, hmac_sha256: bool) -> None:
-    response = await sim.http.post("/pay/unifiedorder", content=_signed_xml(merchant, _unified(merchant), hmac_sha256=hmac_sha256))
+async def test_unifiedorder_and_orderquery(
+    sim: InProcessSimulator, merchant: MerchantBundle, hmac_sha256: bool
+) -> None:
+    response = await sim.http.post(
+        "/pay/unifiedorder",
+        content=_signed_xml(merchant, _unified(merchant), hmac_sha256=hmac_sha256),
+    )
     reply = parse_xml(response.content)
     assert (reply["return_code"], reply["result_code"]) == ("SUCCESS", "SUCCESS")
     assert reply["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
     _check_wechatpy_sign(reply, merchant.apiv2_key, hmac_sha256=hmac_sha256)
     sim.pay(code_url=reply["code_url"])
-    query = parse_xml((await sim.http.post("/pay/orderquery", content=_signed_xml(merchant, {"out_trade_no": "V2ORDER0001"}))).content)
+    query = parse_xml(
+        (
+            await sim.http.post(
+                "/pay/orderquery", content=_signed_xml(merchant, {"out_trade_no": "V2ORDER0001"})
+            )
+        ).content
+    )
     assert (query["trade_state"], query["total_fee"]) == ("SUCCESS", "88")
     _check_wechatpy_sign(query, merchant.apiv2_key)
-    v3_view = await sim.request(merchant, "GET", f"/v3/pay/transactions/out-trade-no/V2ORDER0001?mchid={merchant.mchid}")
+    v3_view = await sim.request(
+        merchant, "GET", f"/v3/pay/transactions/out-trade-no/V2ORDER0001?mchid={merchant.mchid}"
+    )
     assert v3_view.json()["trade_state"] == "SUCCESS"
 
 
-async def test_bad_sign_and_business_errors(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_bad_sign_and_business_errors(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     xml = _signed_xml(merchant, _unified(merchant)).replace(b"88", b"99")
     reply = parse_xml((await sim.http.post("/pay/unifiedorder", content=xml)).content)
     assert (reply["return_code"], reply["return_msg"]) == ("FAIL", "签名错误")
-    missing = parse_xml((await sim.http.post("/pay/orderquery", content=_signed_xml(merchant, {"out_trade_no": "NOPE000001"}))).content)
+    missing = parse_xml(
+        (
+            await sim.http.post(
+                "/pay/orderquery", content=_signed_xml(merchant, {"out_trade_no": "NOPE000001"})
+            )
+        ).content
+    )
     assert (missing["result_code"], missing["err_code"]) == ("FAIL", "ORDERNOTEXIST")
     await sim.http.post("/pay/unifiedorder", content=_signed_xml(merchant, _unified(merchant)))
     changed = {**_unified(merchant), "total_fee": "89"}
-    reentry = parse_xml((await sim.http.post("/pay/unifiedorder", content=_signed_xml(merchant, changed))).content)
+    reentry = parse_xml(
+        (await sim.http.post("/pay/unifiedorder", content=_signed_xml(merchant, changed))).content
+    )
     assert reentry["err_code"] == "OUT_TRADE_NO_USED"
-    closed = parse_xml((await sim.http.post("/pay/closeorder", content=_signed_xml(merchant, {"out_trade_no": "V2ORDER0001"}))).content)
+    closed = parse_xml(
+        (
+            await sim.http.post(
+                "/pay/closeorder", content=_signed_xml(merchant, {"out_trade_no": "V2ORDER0001"})
+            )
+        ).content
+    )
     assert closed["result_code"] == "SUCCESS"
     plain_refund = parse_xml(
-        (await sim.http.post("/secapi/pay/refund", content=_signed_xml(merchant, {"out_trade_no": "V2ORDER0001", "out_refund_no": "R1", "total_fee": "88", "refund_fee": "1"}))).content
+        (
+            await sim.http.post(
+                "/secapi/pay/refund",
+                content=_signed_xml(
+                    merchant,
+                    {
+                        "out_trade_no": "V2ORDER0001",
+                        "out_refund_no": "R1",
+                        "total_fee": "88",
+                        "refund_fee": "1",
+                    },
+                ),
+            )
+        ).content
     )
     assert plain_refund["return_code"] == "FAIL"
     unsafe = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "x">]><xml><a>&e;</a></xml>'
-    assert parse_xml((await sim.http.post("/pay/orderquery", content=unsafe)).content)["return_code"] == "FAIL"
+    assert (
+        parse_xml((await sim.http.post("/pay/orderquery", content=unsafe)).content)["return_code"]
+        == "FAIL"
+    )
 
 
 async def test_v2_payment_notification_verifies_in_wechatpy(
@@ -94,7 +150,13 @@ async def test_v2_payment_notification_verifies_in_wechatpy(
 ) -> None:
     receiver.reply_body = b"<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
     receiver.default_status = 200
-    reply = parse_xml((await sim.http.post("/pay/unifiedorder", content=_signed_xml(merchant, _unified(merchant)))).content)
+    reply = parse_xml(
+        (
+            await sim.http.post(
+                "/pay/unifiedorder", content=_signed_xml(merchant, _unified(merchant))
+            )
+        ).content
+    )
     sim.pay(code_url=reply["code_url"])
     await sim.run_due()
     [got] = receiver.received
@@ -110,7 +172,13 @@ async def test_v2_notification_needs_success_xml_ack(
 ) -> None:
     receiver.default_status = 200
     receiver.reply_body = b"success"
-    reply = parse_xml((await sim.http.post("/pay/unifiedorder", content=_signed_xml(merchant, _unified(merchant)))).content)
+    reply = parse_xml(
+        (
+            await sim.http.post(
+                "/pay/unifiedorder", content=_signed_xml(merchant, _unified(merchant))
+            )
+        ).content
+    )
     sim.pay(code_url=reply["code_url"])
     await sim.run_due()
     [delivery] = (await sim.http.get("/sim/notifications")).json()["notifications"]
@@ -122,13 +190,21 @@ def test_kit_v2_notifications_agree_with_wechatpy() -> None:
     xml = build_v2_payment_notification(merchant, out_trade_no="KIT_V2_0001", total=5)
     params = parse_xml(xml)
     _check_wechatpy_sign(params, merchant.apiv2_key)
-    hmac_params = parse_xml(build_v2_payment_notification(merchant, out_trade_no="KIT_V2_0002", total=5, sign_type="HMAC-SHA256"))
+    hmac_params = parse_xml(
+        build_v2_payment_notification(
+            merchant, out_trade_no="KIT_V2_0002", total=5, sign_type="HMAC-SHA256"
+        )
+    )
     _check_wechatpy_sign(hmac_params, merchant.apiv2_key, hmac_sha256=True)
-    refund_xml = build_v2_refund_notification(merchant, out_trade_no="KIT_V2_0001", out_refund_no="R1", refund=5, total=5)
+    refund_xml = build_v2_refund_notification(
+        merchant, out_trade_no="KIT_V2_0001", out_refund_no="R1", refund=5, total=5
+    )
     outer = parse_xml(refund_xml)
     assert "sign" not in outer
     ours = decrypt_req_info(outer["req_info"], merchant.apiv2_key)
-    theirs = WeChatRefundCrypto(merchant.apiv2_key).decrypt_message(refund_xml, merchant.appid, merchant.mchid)
+    theirs = WeChatRefundCrypto(merchant.apiv2_key).decrypt_message(
+        refund_xml, merchant.appid, merchant.mchid
+    )
     assert ours["refund_status"] == theirs["refund_status"] == "SUCCESS"
     assert ours["out_refund_no"] == theirs["out_refund_no"] == "R1"
 
@@ -155,24 +231,42 @@ def test_mutual_tls_refund_with_wechatpy(served_tls: ServedSimulator, tmp_path: 
     client._http.verify = str(tmp_path / "sim_ca.pem")
     with client._http:
         created = client.order.create(
-            trade_type="NATIVE", body="mTLS", total_fee=10, notify_url=NOTIFY_URL, client_ip="127.0.0.1",
-            out_trade_no="V2TLS00001", product_id="P1",
+            trade_type="NATIVE",
+            body="mTLS",
+            total_fee=10,
+            notify_url=NOTIFY_URL,
+            client_ip="127.0.0.1",
+            out_trade_no="V2TLS00001",
+            product_id="P1",
         )
         served_tls.pay(code_url=created["code_url"])
-        refund = client.refund.apply(total_fee=10, refund_fee=4, out_refund_no="TLSR1", out_trade_no="V2TLS00001")
+        refund = client.refund.apply(
+            total_fee=10, refund_fee=4, out_refund_no="TLSR1", out_trade_no="V2TLS00001"
+        )
         assert refund["refund_fee"] == "4"
         queried = client.refund.query(out_refund_no="TLSR1")
         assert queried["refund_status_0"] == "PROCESSING"
 
 
-def test_mutual_tls_refuses_a_client_without_certificate(served_tls: ServedSimulator, tmp_path: Path) -> None:
+def test_mutual_tls_refuses_a_client_without_certificate(
+    served_tls: ServedSimulator, tmp_path: Path
+) -> None:
     bundle = served_tls.create_merchant()
     bundle.write(tmp_path)
     context = ssl.create_default_context(cafile=str(tmp_path / "sim_ca.pem"))
-    with httpx.Client(verify=context, trust_env=False) as client, pytest.raises(httpx.TransportError):
+    with (
+        httpx.Client(verify=context, trust_env=False) as client,
+        pytest.raises(httpx.TransportError),
+    ):
         client.post(served_tls.tls_base_url + "/secapi/pay/refund", content=b"<xml></xml>")
     foreign = new_merchant()  # self-signed, not issued by the simulator CA
     foreign.bundle().write(tmp_path / "foreign")
-    context.load_cert_chain(str(tmp_path / "foreign" / "apiclient_cert.pem"), str(tmp_path / "foreign" / "apiclient_key.pem"))
-    with httpx.Client(verify=context, trust_env=False) as client, pytest.raises(httpx.TransportError):
+    context.load_cert_chain(
+        str(tmp_path / "foreign" / "apiclient_cert.pem"),
+        str(tmp_path / "foreign" / "apiclient_key.pem"),
+    )
+    with (
+        httpx.Client(verify=context, trust_env=False) as client,
+        pytest.raises(httpx.TransportError),
+    ):
         client.post(served_tls.tls_base_url + "/secapi/pay/refund", content=b"<xml></xml>")

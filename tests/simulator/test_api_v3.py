@@ -6,6 +6,7 @@ import base64
 import datetime as dt
 import json
 
+import httpx
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509 import load_pem_x509_certificate
@@ -15,8 +16,6 @@ from wxpaykit.core.certificates import decrypt_certificates
 from wxpaykit.core.verification import verify_signature
 from wxpaykit.simulator import MerchantBundle
 from wxpaykit.testing.simulator import FakeClock, InProcessSimulator, signed_headers
-
-import httpx
 
 
 def _now(clock: FakeClock) -> dt.datetime:
@@ -48,35 +47,56 @@ def _verify_raw(response: httpx.Response, bundle: MerchantBundle) -> None:
 async def test_native_prepay_is_signed_over_exact_bytes(
     sim: InProcessSimulator, merchant: MerchantBundle, fake_clock: FakeClock
 ) -> None:
-    response = await sim.request(merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant))
+    response = await sim.request(
+        merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant)
+    )
     assert response.status_code == 200
     assert response.json()["code_url"].startswith("weixin://wxpay/bizpayurl?pr=")
     assert response.headers["Content-Type"] == "application/json; charset=utf-8"
     assert response.headers["Wechatpay-Signature-Type"] == "WECHATPAY2-SHA256-RSA2048"
     assert response.headers["Request-ID"].endswith("-0")
     assert response.headers["Wechatpay-Timestamp"] == str(int(fake_clock.now()))
-    verify_signature(response.headers, response.content, merchant.trusted_keys(), now=_now(fake_clock))
+    verify_signature(
+        response.headers, response.content, merchant.trusted_keys(), now=_now(fake_clock)
+    )
     _verify_raw(response, merchant)
 
 
-async def test_prepay_shapes_for_every_trade_type(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_prepay_shapes_for_every_trade_type(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     jsapi = {**native_order(merchant, "ORDER_JSAPI1"), "payer": {"openid": "o-user"}}
     app = native_order(merchant, "ORDER_APP001")
     h5 = {
         **native_order(merchant, "ORDER_H50001"),
         "scene_info": {"payer_client_ip": "127.0.0.1", "h5_info": {"type": "Wap"}},
     }
-    assert "prepay_id" in (await sim.request(merchant, "POST", "/v3/pay/transactions/jsapi", json_body=jsapi)).json()
-    assert (await sim.request(merchant, "POST", "/v3/pay/transactions/app", json_body=app)).json()["prepay_id"].startswith("wx")
-    h5_url = (await sim.request(merchant, "POST", "/v3/pay/transactions/h5", json_body=h5)).json()["h5_url"]
+    assert (
+        "prepay_id"
+        in (
+            await sim.request(merchant, "POST", "/v3/pay/transactions/jsapi", json_body=jsapi)
+        ).json()
+    )
+    assert (
+        (await sim.request(merchant, "POST", "/v3/pay/transactions/app", json_body=app))
+        .json()["prepay_id"]
+        .startswith("wx")
+    )
+    h5_url = (await sim.request(merchant, "POST", "/v3/pay/transactions/h5", json_body=h5)).json()[
+        "h5_url"
+    ]
     assert "/sim/cashier?prepay_id=wx" in h5_url
     page = await sim.http.get(h5_url)
     assert page.status_code == 200
     assert "立即支付" in page.text
 
 
-async def test_jsapi_without_openid_is_param_error(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
-    response = await sim.request(merchant, "POST", "/v3/pay/transactions/jsapi", json_body=native_order(merchant))
+async def test_jsapi_without_openid_is_param_error(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
+    response = await sim.request(
+        merchant, "POST", "/v3/pay/transactions/jsapi", json_body=native_order(merchant)
+    )
     assert response.status_code == 400
     assert response.json()["code"] == "PARAM_ERROR"
     assert response.json()["detail"]["field"] == "/payer/openid"
@@ -94,10 +114,15 @@ async def test_same_out_trade_no_same_params_returns_same_prepay(
     changed = {**body, "amount": {"total": 101, "currency": "CNY"}}
     third = await sim.request(merchant, "POST", "/v3/pay/transactions/jsapi", json_body=changed)
     assert third.status_code == 400
-    assert third.json() == {"code": "INVALID_REQUEST", "message": "请求重入时，参数与首次请求时不一致"}
+    assert third.json() == {
+        "code": "INVALID_REQUEST",
+        "message": "请求重入时，参数与首次请求时不一致",
+    }
 
 
-async def test_zero_amount_and_foreign_appid_are_refused(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_zero_amount_and_foreign_appid_are_refused(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     zero = native_order(merchant, total=0)
     response = await sim.request(merchant, "POST", "/v3/pay/transactions/native", json_body=zero)
     assert response.status_code == 400
@@ -110,7 +135,9 @@ async def test_zero_amount_and_foreign_appid_are_refused(sim: InProcessSimulator
 async def test_notify_url_rules(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
     for url in ("http://merchant.example/notify", "https://merchant.example/notify?x=1", "notify"):
         body = {**native_order(merchant), "notify_url": url}
-        response = await sim.request(merchant, "POST", "/v3/pay/transactions/native", json_body=body)
+        response = await sim.request(
+            merchant, "POST", "/v3/pay/transactions/native", json_body=body
+        )
         assert response.status_code == 400, url
         assert response.json()["detail"]["field"] == "/notify_url"
     local = {**native_order(merchant), "notify_url": "http://127.0.0.1:9/notify"}
@@ -126,15 +153,21 @@ def _authorization_reordered(headers: dict[str, str]) -> dict[str, str]:
     return headers
 
 
-async def test_authorization_fields_in_any_order(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_authorization_fields_in_any_order(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     body = json.dumps(native_order(merchant)).encode()
     url = sim.base_url + "/v3/pay/transactions/native"
-    headers = _authorization_reordered(signed_headers(merchant, "POST", url, body, timestamp=int(sim.simulator.clock.now())))
+    headers = _authorization_reordered(
+        signed_headers(merchant, "POST", url, body, timestamp=int(sim.simulator.clock.now()))
+    )
     response = await sim.http.post(url, content=body, headers=headers)
     assert response.status_code == 200
 
 
-async def test_signature_mismatch_has_platform_shape(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_signature_mismatch_has_platform_shape(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     body = json.dumps(native_order(merchant)).encode()
     url = sim.base_url + "/v3/pay/transactions/native"
     headers = signed_headers(merchant, "POST", url, body, timestamp=int(sim.simulator.clock.now()))
@@ -153,16 +186,22 @@ async def test_signature_mismatch_has_platform_shape(sim: InProcessSimulator, me
     assert error["detail"]["location"] == "authorization"
 
 
-async def test_wrong_serial_and_stale_timestamp(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_wrong_serial_and_stale_timestamp(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     url = sim.base_url + "/v3/certificates"
     now = int(sim.simulator.clock.now())
     headers = signed_headers(merchant, "GET", url, timestamp=now)
-    headers["Authorization"] = headers["Authorization"].replace(merchant.merchant_serial_no, "1234ABCD")
+    headers["Authorization"] = headers["Authorization"].replace(
+        merchant.merchant_serial_no, "1234ABCD"
+    )
     response = await sim.http.get(url, headers=headers)
     assert (response.status_code, response.json()["message"]) == (401, "商户证书序列号有误。")
     stale = signed_headers(merchant, "GET", url, timestamp=now - 301)
     assert (await sim.http.get(url, headers=stale)).json()["code"] == "SIGN_ERROR"
-    assert (await sim.http.get(url, headers=signed_headers(merchant, "GET", url, timestamp=now - 299))).status_code == 200
+    assert (
+        await sim.http.get(url, headers=signed_headers(merchant, "GET", url, timestamp=now - 299))
+    ).status_code == 200
 
 
 async def test_missing_accept_or_user_agent_is_invalid_request(
@@ -174,76 +213,120 @@ async def test_missing_accept_or_user_agent_is_invalid_request(
         headers[header] = ""
         response = await sim.http.get(url, headers=headers)
         assert response.status_code == 400
-        assert response.json() == {"code": "INVALID_REQUEST", "message": "Http头缺少Accept或User-Agent"}
+        assert response.json() == {
+            "code": "INVALID_REQUEST",
+            "message": "Http头缺少Accept或User-Agent",
+        }
 
 
-async def test_query_and_close(sim: InProcessSimulator, merchant: MerchantBundle, fake_clock: FakeClock) -> None:
-    await sim.request(merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant))
+async def test_query_and_close(
+    sim: InProcessSimulator, merchant: MerchantBundle, fake_clock: FakeClock
+) -> None:
+    await sim.request(
+        merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant)
+    )
     path = f"/v3/pay/transactions/out-trade-no/ORDER_000001?mchid={merchant.mchid}"
     query = await sim.request(merchant, "GET", path)
     assert query.json()["trade_state"] == "NOTPAY"
     verify_signature(query.headers, query.content, merchant.trusted_keys(), now=_now(fake_clock))
     missing = await sim.request(merchant, "GET", "/v3/pay/transactions/out-trade-no/ORDER_000001")
     assert (missing.status_code, missing.json()["code"]) == (400, "PARAM_ERROR")
-    unknown = await sim.request(merchant, "GET", f"/v3/pay/transactions/out-trade-no/NOPE_0001?mchid={merchant.mchid}")
+    unknown = await sim.request(
+        merchant, "GET", f"/v3/pay/transactions/out-trade-no/NOPE_0001?mchid={merchant.mchid}"
+    )
     assert (unknown.status_code, unknown.json()["code"]) == (404, "ORDER_NOT_EXIST")
     close = await sim.request(
-        merchant, "POST", "/v3/pay/transactions/out-trade-no/ORDER_000001/close", json_body={"mchid": merchant.mchid}
+        merchant,
+        "POST",
+        "/v3/pay/transactions/out-trade-no/ORDER_000001/close",
+        json_body={"mchid": merchant.mchid},
     )
     assert close.status_code == 204
     assert close.content == b""
     verify_signature(close.headers, b"", merchant.trusted_keys(), now=_now(fake_clock))
     _verify_raw(close, merchant)
     assert (await sim.request(merchant, "GET", path)).json()["trade_state"] == "CLOSED"
-    again = await sim.request(merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant))
+    again = await sim.request(
+        merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant)
+    )
     assert again.json()["code"] == "ORDER_CLOSED"
 
 
-async def test_paid_order_query_by_transaction_id(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
-    prepay = await sim.request(merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant))
+async def test_paid_order_query_by_transaction_id(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
+    prepay = await sim.request(
+        merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant)
+    )
     order = sim.pay(code_url=prepay.json()["code_url"])
-    response = await sim.request(merchant, "GET", f"/v3/pay/transactions/id/{order.transaction_id}?mchid={merchant.mchid}")
+    response = await sim.request(
+        merchant, "GET", f"/v3/pay/transactions/id/{order.transaction_id}?mchid={merchant.mchid}"
+    )
     body = response.json()
     assert body["trade_state"] == "SUCCESS"
     assert body["transaction_id"] == order.transaction_id
-    assert body["amount"] == {"total": 100, "payer_total": 100, "currency": "CNY", "payer_currency": "CNY"}
+    assert body["amount"] == {
+        "total": 100,
+        "payer_total": 100,
+        "currency": "CNY",
+        "payer_currency": "CNY",
+    }
     assert body["success_time"].endswith("+08:00")
     close = await sim.request(
-        merchant, "POST", "/v3/pay/transactions/out-trade-no/ORDER_000001/close", json_body={"mchid": merchant.mchid}
+        merchant,
+        "POST",
+        "/v3/pay/transactions/out-trade-no/ORDER_000001/close",
+        json_body={"mchid": merchant.mchid},
     )
     assert close.json()["code"] == "ORDERPAID"
 
 
-async def test_certificates_download_decrypts(sim: InProcessSimulator, merchant: MerchantBundle, fake_clock: FakeClock) -> None:
+async def test_certificates_download_decrypts(
+    sim: InProcessSimulator, merchant: MerchantBundle, fake_clock: FakeClock
+) -> None:
     response = await sim.request(merchant, "GET", "/v3/certificates?algorithm_type=RSA")
     entry = response.json()["data"][0]
     assert entry["encrypt_certificate"]["associated_data"] == "certificate"
     assert len(entry["encrypt_certificate"]["nonce"]) == 12
     certificates = decrypt_certificates(response.content, merchant.apiv3_key, now=_now(fake_clock))
-    assert [c.serial_no for c in certificates] == [serial for serial, _ in merchant.platform_certificates]
+    assert [c.serial_no for c in certificates] == [
+        serial for serial, _ in merchant.platform_certificates
+    ]
 
 
-async def test_public_key_merchant_has_no_certificates(sim: InProcessSimulator, fake_clock: FakeClock) -> None:
+async def test_public_key_merchant_has_no_certificates(
+    sim: InProcessSimulator, fake_clock: FakeClock
+) -> None:
     bundle = sim.create_merchant("public_key")
     response = await sim.request(bundle, "GET", "/v3/certificates")
     assert response.status_code == 404
     assert response.json()["code"] == "RESOURCE_NOT_EXISTS"
-    prepay = await sim.request(bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle))
+    prepay = await sim.request(
+        bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle)
+    )
     assert prepay.headers["Wechatpay-Serial"] == bundle.public_key_id
     verify_signature(prepay.headers, prepay.content, bundle.trusted_keys(), now=_now(fake_clock))
 
 
-async def test_migration_response_key_follows_request_serial(sim: InProcessSimulator, fake_clock: FakeClock) -> None:
+async def test_migration_response_key_follows_request_serial(
+    sim: InProcessSimulator, fake_clock: FakeClock
+) -> None:
     bundle = sim.create_merchant("migration")
     plain = await sim.request(bundle, "GET", "/v3/certificates")
     assert plain.headers["Wechatpay-Serial"] == bundle.platform_certificates[0][0]
-    with_key = await sim.request(bundle, "GET", "/v3/certificates", wechatpay_serial=bundle.public_key_id)
+    with_key = await sim.request(
+        bundle, "GET", "/v3/certificates", wechatpay_serial=bundle.public_key_id
+    )
     assert with_key.headers["Wechatpay-Serial"] == bundle.public_key_id
     for response in (plain, with_key):
-        verify_signature(response.headers, response.content, bundle.trusted_keys(), now=_now(fake_clock))
+        verify_signature(
+            response.headers, response.content, bundle.trusted_keys(), now=_now(fake_clock)
+        )
 
 
-async def test_rotation_adds_overlapping_certificate(sim: InProcessSimulator, merchant: MerchantBundle, fake_clock: FakeClock) -> None:
+async def test_rotation_adds_overlapping_certificate(
+    sim: InProcessSimulator, merchant: MerchantBundle, fake_clock: FakeClock
+) -> None:
     fake_clock.advance(5)
     rotated = await sim.http.post(f"/sim/merchants/{merchant.mchid}/rotate-certificate")
     assert rotated.status_code == 201
@@ -254,7 +337,9 @@ async def test_rotation_adds_overlapping_certificate(sim: InProcessSimulator, me
     assert response.headers["Wechatpay-Serial"] == new_serial
 
 
-async def test_partner_prepay_query_and_close(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_partner_prepay_query_and_close(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     body = {
         "sp_appid": merchant.appid,
         "sp_mchid": merchant.mchid,
@@ -265,7 +350,9 @@ async def test_partner_prepay_query_and_close(sim: InProcessSimulator, merchant:
         "amount": {"total": 1},
         "payer": {"sp_openid": "o-sp-user"},
     }
-    prepay = await sim.request(merchant, "POST", "/v3/pay/partner/transactions/jsapi", json_body=body)
+    prepay = await sim.request(
+        merchant, "POST", "/v3/pay/partner/transactions/jsapi", json_body=body
+    )
     assert "prepay_id" in prepay.json()
     query = await sim.request(
         merchant,
@@ -274,7 +361,9 @@ async def test_partner_prepay_query_and_close(sim: InProcessSimulator, merchant:
     )
     assert query.json()["sub_mchid"] == "1900000109"
     assert query.json()["sp_mchid"] == merchant.mchid
-    direct = await sim.request(merchant, "GET", f"/v3/pay/transactions/out-trade-no/PARTNER_0001?mchid={merchant.mchid}")
+    direct = await sim.request(
+        merchant, "GET", f"/v3/pay/transactions/out-trade-no/PARTNER_0001?mchid={merchant.mchid}"
+    )
     assert direct.status_code == 404
     close = await sim.request(
         merchant,

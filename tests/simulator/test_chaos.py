@@ -62,8 +62,12 @@ def gateway(fake_clock: FakeClock) -> VerifyingReceiver:
 
 
 @pytest.fixture
-async def chaos_sim(fake_clock: FakeClock, gateway: VerifyingReceiver) -> AsyncIterator[InProcessSimulator]:
-    config = SimulatorConfig(clock=fake_clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=gateway))
+async def chaos_sim(
+    fake_clock: FakeClock, gateway: VerifyingReceiver
+) -> AsyncIterator[InProcessSimulator]:
+    config = SimulatorConfig(
+        clock=fake_clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=gateway)
+    )
     async with running_simulator(config) as sim:
         gateway.bundle = sim.create_merchant("certificate")
         yield sim
@@ -75,7 +79,9 @@ async def _set_chaos(sim: InProcessSimulator, **settings: Any) -> None:
 
 
 async def _pay(sim: InProcessSimulator, bundle: MerchantBundle, out_trade_no: str) -> None:
-    prepay = await sim.request(bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle, out_trade_no))
+    prepay = await sim.request(
+        bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle, out_trade_no)
+    )
     sim.pay(code_url=prepay.json()["code_url"])
 
 
@@ -106,24 +112,36 @@ async def test_forged_attempt_then_genuine_resend(
     assert delivery["status"] == "delivered"
     assert delivery["forged_attempts"] == 1
     forged, genuine = delivery["attempts"]
-    assert (forged["chaos"], forged["forged"], forged["status"], forged["acked"]) == (kind, True, 401, False)
+    assert (forged["chaos"], forged["forged"], forged["status"], forged["acked"]) == (
+        kind,
+        True,
+        401,
+        False,
+    )
     assert (genuine["chaos"], genuine["forged"], genuine["status"]) == (None, False, 204)
 
 
-async def test_dropped_notification_is_never_sent(chaos_sim: InProcessSimulator, gateway: VerifyingReceiver) -> None:
+async def test_dropped_notification_is_never_sent(
+    chaos_sim: InProcessSimulator, gateway: VerifyingReceiver
+) -> None:
     assert gateway.bundle is not None
     await _set_chaos(chaos_sim, drop_rate=1.0)
     await _pay(chaos_sim, gateway.bundle, "ORDER_DROP01")
     await chaos_sim.run_due()
-    assert gateway.accepted == gateway.refused == []
+    assert gateway.accepted == []
+    assert gateway.refused == []
     [delivery] = await _deliveries(chaos_sim)
     assert delivery["status"] == "dropped"
     assert delivery["attempts"][0]["chaos"] == "dropped"
 
 
-async def test_spaced_duplicate(chaos_sim: InProcessSimulator, gateway: VerifyingReceiver, fake_clock: FakeClock) -> None:
+async def test_spaced_duplicate(
+    chaos_sim: InProcessSimulator, gateway: VerifyingReceiver, fake_clock: FakeClock
+) -> None:
     assert gateway.bundle is not None
-    await _set_chaos(chaos_sim, duplicate_rate=1.0, duplicate_mode="spaced", duplicate_delay_seconds=2)
+    await _set_chaos(
+        chaos_sim, duplicate_rate=1.0, duplicate_mode="spaced", duplicate_delay_seconds=2
+    )
     await _pay(chaos_sim, gateway.bundle, "ORDER_DUP001")
     await chaos_sim.run_due()
     assert len(gateway.accepted) == 1
@@ -137,7 +155,9 @@ async def test_spaced_duplicate(chaos_sim: InProcessSimulator, gateway: Verifyin
     assert second["attempts"][0]["chaos"] == "duplicate"
 
 
-async def test_concurrent_duplicate(chaos_sim: InProcessSimulator, gateway: VerifyingReceiver) -> None:
+async def test_concurrent_duplicate(
+    chaos_sim: InProcessSimulator, gateway: VerifyingReceiver
+) -> None:
     assert gateway.bundle is not None
     await _set_chaos(chaos_sim, duplicate_rate=1.0, duplicate_mode="concurrent")
     await _pay(chaos_sim, gateway.bundle, "ORDER_DUP002")
@@ -178,7 +198,9 @@ def _out_trade_no(bundle: MerchantBundle, body: bytes) -> str:
     return str(json.loads(plaintext)["out_trade_no"])
 
 
-async def test_slow_ack_is_retried(chaos_sim: InProcessSimulator, gateway: VerifyingReceiver, fake_clock: FakeClock) -> None:
+async def test_slow_ack_is_retried(
+    chaos_sim: InProcessSimulator, gateway: VerifyingReceiver, fake_clock: FakeClock
+) -> None:
     assert gateway.bundle is not None
     await _set_chaos(chaos_sim, slow_ack_rate=1.0)
     await _pay(chaos_sim, gateway.bundle, "ORDER_SLOW01")
@@ -202,7 +224,9 @@ def test_draws_are_reproducible_from_the_seed() -> None:
     assert other != first
 
 
-async def test_chaos_api_validates_and_scopes(chaos_sim: InProcessSimulator, gateway: VerifyingReceiver) -> None:
+async def test_chaos_api_validates_and_scopes(
+    chaos_sim: InProcessSimulator, gateway: VerifyingReceiver
+) -> None:
     assert gateway.bundle is not None
     bad = await chaos_sim.http.put("/sim/chaos", json={"probe_rate": 2})
     assert (bad.status_code, bad.json()["code"]) == (400, "PARAM_ERROR")
@@ -216,7 +240,9 @@ async def test_chaos_api_validates_and_scopes(chaos_sim: InProcessSimulator, gat
 
 async def test_migration_ramp_signs_notifications_with_both_keys(fake_clock: FakeClock) -> None:
     gateway = VerifyingReceiver(fake_clock)
-    config = SimulatorConfig(clock=fake_clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=gateway))
+    config = SimulatorConfig(
+        clock=fake_clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=gateway)
+    )
     async with running_simulator(config) as sim:
         bundle = gateway.bundle = sim.create_merchant("migration")
         await sim.http.patch(f"/sim/merchants/{bundle.mchid}", json={"public_key_fraction": 0.5})

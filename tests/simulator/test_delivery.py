@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.simulator.conftest import NOTIFY_URL, Receiver, native_order
+from tests.simulator.conftest import Receiver, native_order
 from wxpaykit.core.models import Transaction
 from wxpaykit.core.notifications import parse_notification
 from wxpaykit.simulator import MerchantBundle, SimulatorConfig
@@ -20,8 +20,12 @@ def _now(clock: FakeClock) -> dt.datetime:
     return dt.datetime.fromtimestamp(clock.now(), dt.UTC)
 
 
-async def _paid_order(sim: InProcessSimulator, bundle: MerchantBundle, out_trade_no: str = "ORDER_000001") -> str:
-    prepay = await sim.request(bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle, out_trade_no))
+async def _paid_order(
+    sim: InProcessSimulator, bundle: MerchantBundle, out_trade_no: str = "ORDER_000001"
+) -> str:
+    prepay = await sim.request(
+        bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle, out_trade_no)
+    )
     sim.pay(code_url=prepay.json()["code_url"])
     return out_trade_no
 
@@ -35,14 +39,19 @@ async def test_payment_notification_verifies_and_decrypts(
     assert got.headers["wechatpay-signature-type"] == "WECHATPAY2-SHA256-RSA2048"
     assert b" " not in got.body  # compact JSON, as on the wire
     notification = parse_notification(
-        got.headers, got.body, keys=merchant.trusted_keys(), apiv3_key=merchant.apiv3_key, now=_now(fake_clock)
+        got.headers,
+        got.body,
+        keys=merchant.trusted_keys(),
+        apiv3_key=merchant.apiv3_key,
+        now=_now(fake_clock),
     )
     assert notification.event_type == "TRANSACTION.SUCCESS"
     assert notification.envelope.resource.associated_data == "transaction"
     assert len(notification.envelope.resource.nonce) == 12
     assert isinstance(notification.resource, Transaction)
     assert notification.resource.out_trade_no == "ORDER_000001"
-    assert notification.resource.amount is not None and notification.resource.amount.total == 100
+    assert notification.resource.amount is not None
+    assert notification.resource.amount.total == 100
     listing = (await sim.http.get("/sim/notifications")).json()["notifications"]
     assert listing[0]["status"] == "delivered"
     assert listing[0]["attempts"][0]["status"] == 204
@@ -97,7 +106,10 @@ async def test_only_200_and_204_acknowledge(
 async def test_time_scale_shrinks_the_schedule(fake_clock: FakeClock, receiver: Receiver) -> None:
     receiver.default_status = 503
     config = SimulatorConfig(
-        clock=fake_clock, run_worker=False, time_scale=0.01, delivery_transport=httpx.ASGITransport(app=receiver)
+        clock=fake_clock,
+        run_worker=False,
+        time_scale=0.01,
+        delivery_transport=httpx.ASGITransport(app=receiver),
     )
     async with running_simulator(config) as sim:
         bundle = sim.create_merchant()
@@ -123,11 +135,16 @@ async def test_unreachable_notify_url_is_retried(fake_clock: FakeClock) -> None:
         assert delivery["attempts"][0]["error"]
 
 
-async def test_pending_deliveries_resume_after_restart(tmp_path: Path, fake_clock: FakeClock) -> None:
+async def test_pending_deliveries_resume_after_restart(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
     database = tmp_path / "sim.db"
     failing = Receiver(default_status=500)
     config = SimulatorConfig(
-        data_path=database, clock=fake_clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=failing)
+        data_path=database,
+        clock=fake_clock,
+        run_worker=False,
+        delivery_transport=httpx.ASGITransport(app=failing),
     )
     async with running_simulator(config) as sim:
         bundle = sim.create_merchant()
@@ -136,21 +153,30 @@ async def test_pending_deliveries_resume_after_restart(tmp_path: Path, fake_cloc
         assert len(failing.received) == 1
     healthy = Receiver()
     config = SimulatorConfig(
-        data_path=database, clock=fake_clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=healthy)
+        data_path=database,
+        clock=fake_clock,
+        run_worker=False,
+        delivery_transport=httpx.ASGITransport(app=healthy),
     )
     async with running_simulator(config) as restarted:
         fake_clock.advance(15)
         assert await restarted.run_due() == 1
         [got] = healthy.received
         notification = parse_notification(
-            got.headers, got.body, keys=bundle.trusted_keys(), apiv3_key=bundle.apiv3_key, now=_now(fake_clock)
+            got.headers,
+            got.body,
+            keys=bundle.trusted_keys(),
+            apiv3_key=bundle.apiv3_key,
+            now=_now(fake_clock),
         )
         assert isinstance(notification.resource, Transaction)
         [delivery] = (await restarted.http.get("/sim/notifications")).json()["notifications"]
         assert delivery["status"] == "delivered"
         assert [a["status"] for a in delivery["attempts"]] == [500, 204]
         # The merchant, its keys and the order survived the restart too.
-        query = await restarted.request(bundle, "GET", f"/v3/pay/transactions/out-trade-no/ORDER_000001?mchid={bundle.mchid}")
+        query = await restarted.request(
+            bundle, "GET", f"/v3/pay/transactions/out-trade-no/ORDER_000001?mchid={bundle.mchid}"
+        )
         assert query.json()["trade_state"] == "SUCCESS"
 
 

@@ -10,21 +10,35 @@ from wxpaykit.simulator import MerchantBundle
 from wxpaykit.testing.simulator import InProcessSimulator, serve_simulator, signed_headers
 
 
-async def test_next_n_requests_are_rate_limited_then_served(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_next_n_requests_are_rate_limited_then_served(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     armed = await sim.http.post(
-        "/sim/faults", json={"path": "/v3/pay/transactions/native", "mode": "FREQUENCY_LIMITED", "count": 2, "mchid": merchant.mchid}
+        "/sim/faults",
+        json={
+            "path": "/v3/pay/transactions/native",
+            "mode": "FREQUENCY_LIMITED",
+            "count": 2,
+            "mchid": merchant.mchid,
+        },
     )
     assert armed.status_code == 201
     statuses = []
     for _ in range(3):
-        response = await sim.request(merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant))
+        response = await sim.request(
+            merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant)
+        )
         statuses.append(response.status_code)
     assert statuses == [429, 429, 200]
     assert (await sim.http.get("/sim/faults")).json()["faults"] == []
 
 
-async def test_system_error_and_other_merchants_unaffected(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
-    await sim.http.post("/sim/faults", json={"path": "/v3/", "mode": "SYSTEM_ERROR", "mchid": merchant.mchid})
+async def test_system_error_and_other_merchants_unaffected(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
+    await sim.http.post(
+        "/sim/faults", json={"path": "/v3/", "mode": "SYSTEM_ERROR", "mchid": merchant.mchid}
+    )
     other = sim.create_merchant()
     assert (await sim.request(other, "GET", "/v3/certificates")).status_code == 200
     failed = await sim.request(merchant, "GET", "/v3/certificates")
@@ -33,7 +47,9 @@ async def test_system_error_and_other_merchants_unaffected(sim: InProcessSimulat
     assert failed.headers["Request-ID"]
 
 
-async def test_dropped_connection_in_process(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_dropped_connection_in_process(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     await sim.http.post("/sim/faults", json={"path": "/v3/certificates", "mode": "DROP_CONNECTION"})
     with pytest.raises(httpx.RemoteProtocolError):
         await sim.request(merchant, "GET", "/v3/certificates")
@@ -41,9 +57,17 @@ async def test_dropped_connection_in_process(sim: InProcessSimulator, merchant: 
 
 
 async def test_fault_api_validates(sim: InProcessSimulator) -> None:
-    assert (await sim.http.post("/sim/faults", json={"path": "/v3/", "mode": "NOPE"})).status_code == 400
-    assert (await sim.http.post("/sim/faults", json={"path": "v3", "mode": "SYSTEM_ERROR"})).status_code == 400
-    assert (await sim.http.post("/sim/faults", json={"path": "/v3/", "mode": "SYSTEM_ERROR", "count": 0})).status_code == 400
+    assert (
+        await sim.http.post("/sim/faults", json={"path": "/v3/", "mode": "NOPE"})
+    ).status_code == 400
+    assert (
+        await sim.http.post("/sim/faults", json={"path": "v3", "mode": "SYSTEM_ERROR"})
+    ).status_code == 400
+    assert (
+        await sim.http.post(
+            "/sim/faults", json={"path": "/v3/", "mode": "SYSTEM_ERROR", "count": 0}
+        )
+    ).status_code == 400
 
 
 def test_dropped_connection_over_a_socket() -> None:

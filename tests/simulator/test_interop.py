@@ -39,7 +39,10 @@ def _wechatpayv3(bundle: MerchantBundle, base_url: str, cert_dir: Path | None = 
     """A wechatpayv3 client pointed at the simulator (its gateway is a plain attribute)."""
     options: dict[str, Any] = {}
     if bundle.public_key_id:
-        options = {"public_key": bundle.public_key_pem.decode(), "public_key_id": bundle.public_key_id}
+        options = {
+            "public_key": bundle.public_key_pem.decode(),
+            "public_key_id": bundle.public_key_id,
+        }
     else:
         # Seed its certificate directory so the constructor does not call the real platform.
         assert cert_dir is not None
@@ -60,7 +63,9 @@ def _wechatpayv3(bundle: MerchantBundle, base_url: str, cert_dir: Path | None = 
     return client
 
 
-def test_wechatpayv3_downloads_and_decrypts_certificates(served: ServedSimulator, tmp_path: Path) -> None:
+def test_wechatpayv3_downloads_and_decrypts_certificates(
+    served: ServedSimulator, tmp_path: Path
+) -> None:
     bundle = served.create_merchant("certificate")
     client = _wechatpayv3(bundle, served.base_url, tmp_path)
     with served.client() as http:
@@ -74,15 +79,23 @@ def test_wechatpayv3_verifies_every_response(served: ServedSimulator, tmp_path: 
     bundle = served.create_merchant("certificate")
     client = _wechatpayv3(bundle, served.base_url, tmp_path)
     # Each call raises inside wechatpayv3 if the response signature does not verify.
-    code, message = client.pay(description="互通测试", out_trade_no="INTEROP_0001", amount={"total": 1})
+    code, message = client.pay(
+        description="互通测试", out_trade_no="INTEROP_0001", amount={"total": 1}
+    )
     assert code == 200, message
     code_url = json.loads(message)["code_url"]
     code, message = client.query(out_trade_no="INTEROP_0001")
     assert (code, json.loads(message)["trade_state"]) == (200, "NOTPAY")
     served.pay(code_url=code_url)
-    code, message = client.query(transaction_id=json.loads(client.query(out_trade_no="INTEROP_0001")[1])["transaction_id"])
+    code, message = client.query(
+        transaction_id=json.loads(client.query(out_trade_no="INTEROP_0001")[1])["transaction_id"]
+    )
     assert json.loads(message)["trade_state"] == "SUCCESS"
-    code, message = client.refund(out_refund_no="INTEROP_R1", amount={"refund": 1, "total": 1, "currency": "CNY"}, out_trade_no="INTEROP_0001")
+    code, message = client.refund(
+        out_refund_no="INTEROP_R1",
+        amount={"refund": 1, "total": 1, "currency": "CNY"},
+        out_trade_no="INTEROP_0001",
+    )
     assert (code, json.loads(message)["status"]) == (200, "PROCESSING")
     code, _ = client.query_refund(out_refund_no="INTEROP_R1")
     assert code == 200
@@ -94,7 +107,9 @@ def test_wechatpayv3_verifies_every_response(served: ServedSimulator, tmp_path: 
 def test_wechatpayv3_public_key_mode(served: ServedSimulator) -> None:
     bundle = served.create_merchant("public_key")
     client = _wechatpayv3(bundle, served.base_url)
-    code, message = client.pay(description="公钥模式", out_trade_no="INTEROP_PK01", amount={"total": 1})
+    code, message = client.pay(
+        description="公钥模式", out_trade_no="INTEROP_PK01", amount={"total": 1}
+    )
     assert code == 200, message
 
 
@@ -102,15 +117,26 @@ def test_wechatpayv3_public_key_mode(served: ServedSimulator) -> None:
 async def test_wechatpayv3_accepts_delivered_notifications(mode: str, tmp_path: Path) -> None:
     receiver = Receiver()
     clock = FakeClock()
-    config = SimulatorConfig(clock=clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=receiver))
+    config = SimulatorConfig(
+        clock=clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=receiver)
+    )
     async with running_simulator(config) as sim:
         bundle = sim.create_merchant(mode)
         await sim.http.patch(f"/sim/merchants/{bundle.mchid}", json={"public_key_fraction": 1})
-        prepay = await sim.request(bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle))
+        prepay = await sim.request(
+            bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle)
+        )
         sim.pay(code_url=prepay.json()["code_url"])
-        await sim.request(bundle, "POST", "/v3/refund/domestic/refunds", json_body={
-            "out_trade_no": "ORDER_000001", "out_refund_no": "R1", "amount": {"refund": 100, "total": 100, "currency": "CNY"},
-        })
+        await sim.request(
+            bundle,
+            "POST",
+            "/v3/refund/domestic/refunds",
+            json_body={
+                "out_trade_no": "ORDER_000001",
+                "out_refund_no": "R1",
+                "amount": {"refund": 100, "total": 100, "currency": "CNY"},
+            },
+        )
         clock.advance(10)
         await sim.run_due()
         await sim.run_due()
@@ -129,13 +155,17 @@ def test_wechatpayv3_accepts_kit_built_notifications(tmp_path: Path) -> None:
     merchant = new_merchant("certificate")
     bundle = merchant.bundle()
     headers, body = build_notification(
-        merchant, "TRANSACTION.SUCCESS", payment_resource(merchant, out_trade_no="KIT_0001", total=88)
+        merchant,
+        "TRANSACTION.SUCCESS",
+        payment_resource(merchant, out_trade_no="KIT_0001", total=88),
     )
     client = _wechatpayv3(bundle, "http://unused.invalid", tmp_path)
     result = client.callback(headers, body)
     assert result["resource"]["amount"]["total"] == 88
     probe_headers, probe_body = build_notification(
-        merchant, "TRANSACTION.SUCCESS", payment_resource(merchant, out_trade_no="KIT_0002", total=1), probe=True
+        merchant,
+        "TRANSACTION.SUCCESS",
+        payment_resource(merchant, out_trade_no="KIT_0002", total=1),
+        probe=True,
     )
     assert client.callback(probe_headers, probe_body) is None
-

@@ -14,7 +14,9 @@ from wxpaykit.testing.simulator import FakeClock, InProcessSimulator
 
 
 async def _paid(sim: InProcessSimulator, bundle: MerchantBundle, total: int = 100) -> str:
-    prepay = await sim.request(bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle, total=total))
+    prepay = await sim.request(
+        bundle, "POST", "/v3/pay/transactions/native", json_body=native_order(bundle, total=total)
+    )
     return sim.pay(code_url=prepay.json()["code_url"]).transaction_id
 
 
@@ -31,7 +33,9 @@ async def test_refund_lifecycle_and_notification(
 ) -> None:
     await _paid(sim, merchant)
     await sim.run_due()
-    created = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 30))
+    created = await sim.request(
+        merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 30)
+    )
     assert created.status_code == 200
     assert created.json()["status"] == "PROCESSING"
     assert created.json()["amount"]["refund"] == 30
@@ -41,48 +45,87 @@ async def test_refund_lifecycle_and_notification(
     assert query.json()["status"] == "SUCCESS"
     got = receiver.received[-1]
     notification = parse_notification(
-        got.headers, got.body, keys=merchant.trusted_keys(), apiv3_key=merchant.apiv3_key,
+        got.headers,
+        got.body,
+        keys=merchant.trusted_keys(),
+        apiv3_key=merchant.apiv3_key,
         now=dt.datetime.fromtimestamp(fake_clock.now(), dt.UTC),
     )
     assert notification.event_type == "REFUND.SUCCESS"
     assert isinstance(notification.resource, RefundResource)
     assert notification.resource.refund_status == "SUCCESS"
     assert notification.resource.amount.refund == 30
-    order = await sim.request(merchant, "GET", f"/v3/pay/transactions/out-trade-no/ORDER_000001?mchid={merchant.mchid}")
+    order = await sim.request(
+        merchant, "GET", f"/v3/pay/transactions/out-trade-no/ORDER_000001?mchid={merchant.mchid}"
+    )
     assert order.json()["trade_state"] == "REFUND"
 
 
-async def test_reused_out_refund_no_returns_same_refund(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_reused_out_refund_no_returns_same_refund(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     await _paid(sim, merchant)
-    first = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 30))
-    again = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 30))
+    first = await sim.request(
+        merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 30)
+    )
+    again = await sim.request(
+        merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 30)
+    )
     assert first.json()["refund_id"] == again.json()["refund_id"]
-    changed = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 31))
+    changed = await sim.request(
+        merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 31)
+    )
     assert changed.json()["code"] == "INVALID_REQUEST"
 
 
-async def test_refunds_cannot_exceed_the_payment(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_refunds_cannot_exceed_the_payment(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     await _paid(sim, merchant)
-    assert (await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 60))).status_code == 200
-    over = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R2", 41))
+    assert (
+        await sim.request(
+            merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 60)
+        )
+    ).status_code == 200
+    over = await sim.request(
+        merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R2", 41)
+    )
     assert (over.status_code, over.json()["code"]) == (400, "INVALID_REQUEST")
-    wrong_total = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R3", 1, total=99))
+    wrong_total = await sim.request(
+        merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R3", 1, total=99)
+    )
     assert wrong_total.status_code == 400
-    assert (await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R4", 40))).status_code == 200
+    assert (
+        await sim.request(
+            merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R4", 40)
+        )
+    ).status_code == 200
 
 
-async def test_at_most_fifty_refunds_per_order(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+async def test_at_most_fifty_refunds_per_order(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
     await _paid(sim, merchant)
     for n in range(50):
-        response = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund(f"R{n}", 1))
+        response = await sim.request(
+            merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund(f"R{n}", 1)
+        )
         assert response.status_code == 200
-    refused = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R50", 1))
+    refused = await sim.request(
+        merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R50", 1)
+    )
     assert (refused.status_code, refused.json()["code"]) == (403, "RULE_LIMIT")
 
 
-async def test_unpaid_order_cannot_be_refunded(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
-    await sim.request(merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant))
-    response = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 1))
+async def test_unpaid_order_cannot_be_refunded(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
+    await sim.request(
+        merchant, "POST", "/v3/pay/transactions/native", json_body=native_order(merchant)
+    )
+    response = await sim.request(
+        merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 1)
+    )
     assert response.status_code == 400
     missing = await sim.request(merchant, "GET", "/v3/refund/domestic/refunds/NOPE")
     assert (missing.status_code, missing.json()["code"]) == (404, "RESOURCE_NOT_EXISTS")
@@ -96,14 +139,19 @@ async def test_abnormal_and_closed_refund_outcomes(
     await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R1", 100))
     for outcome in ("ABNORMAL", "CLOSED"):
         response = await sim.http.post(
-            "/sim/refunds/complete", json={"mchid": merchant.mchid, "out_refund_no": "R1", "outcome": outcome}
+            "/sim/refunds/complete",
+            json={"mchid": merchant.mchid, "out_refund_no": "R1", "outcome": outcome},
         )
         assert response.json()["status"] == outcome
         await sim.run_due()
-    events = [d["event_type"] for d in (await sim.http.get("/sim/notifications")).json()["notifications"]]
+    events = [
+        d["event_type"] for d in (await sim.http.get("/sim/notifications")).json()["notifications"]
+    ]
     assert events == ["TRANSACTION.SUCCESS", "REFUND.ABNORMAL", "REFUND.CLOSED"]
     # A closed refund gives the amount back: a new full refund is accepted.
-    again = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R2", 100))
+    again = await sim.request(
+        merchant, "POST", "/v3/refund/domestic/refunds", json_body=_refund("R2", 100)
+    )
     assert again.status_code == 200
 
 
@@ -115,7 +163,9 @@ async def test_trade_bill_hash_matches_decompressed_file(
     today = await sim.request(merchant, "GET", f"/v3/bill/tradebill?bill_date={day}")
     assert (today.status_code, today.json()["code"]) == (400, "STATEMENT_CREATING")
     fake_clock.advance(86400)
-    applied = await sim.request(merchant, "GET", f"/v3/bill/tradebill?bill_date={day}&bill_type=ALL&tar_type=GZIP")
+    applied = await sim.request(
+        merchant, "GET", f"/v3/bill/tradebill?bill_date={day}&bill_type=ALL&tar_type=GZIP"
+    )
     document = applied.json()
     assert document["hash_type"] == "SHA1"
     download_path = document["download_url"].removeprefix(sim.base_url)
@@ -131,12 +181,20 @@ async def test_trade_bill_hash_matches_decompressed_file(
     assert "`12.34" in text
 
 
-async def test_fund_flow_bill_plain(sim: InProcessSimulator, merchant: MerchantBundle, fake_clock: FakeClock) -> None:
+async def test_fund_flow_bill_plain(
+    sim: InProcessSimulator, merchant: MerchantBundle, fake_clock: FakeClock
+) -> None:
     await _paid(sim, merchant, total=500)
     day = dt.datetime.fromtimestamp(fake_clock.now(), dt.timezone(dt.timedelta(hours=8))).date()
     fake_clock.advance(86400)
-    applied = (await sim.request(merchant, "GET", f"/v3/bill/fundflowbill?bill_date={day}&account_type=BASIC")).json()
-    content = (await sim.request(merchant, "GET", applied["download_url"].removeprefix(sim.base_url))).content
+    applied = (
+        await sim.request(
+            merchant, "GET", f"/v3/bill/fundflowbill?bill_date={day}&account_type=BASIC"
+        )
+    ).json()
+    content = (
+        await sim.request(merchant, "GET", applied["download_url"].removeprefix(sim.base_url))
+    ).content
     assert hashlib.sha1(content).hexdigest() == applied["hash_value"]  # noqa: S324
     assert "`收入,`5.00" in content.decode()
     other = sim.create_merchant()

@@ -45,8 +45,9 @@ async def test_unreachable_postgresql_is_a_storage_error() -> None:
         assert not await ledger.is_ready()
 
 
-async def test_unopenable_sqlite_file_is_a_storage_error(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'ledger.db'}"
-    async with SqlLedger.from_url(url) as ledger:
-        with pytest.raises(StorageError):
+async def test_corrupt_sqlite_file_is_a_storage_error(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"this is not an SQLite database" * 100)
+    async with SqlLedger.from_url(f"sqlite+aiosqlite:///{path}") as ledger:
+        with pytest.raises(StorageError, match="claim_nonce failed"):
             await ledger.claim_nonce("1900000109", "nonce", expires_at_ms=1)

@@ -22,8 +22,13 @@ def _root() -> None:
 
 
 # --- subcommand registrations (one line each) ---
+from wxpaykit.cli.db import commands as db_commands  # noqa: E402
+app.add_typer(db_commands)  # db upgrade/current/purge-raw
+app.add_typer(__import__("wxpaykit.cli.sim", fromlist=["app"]).app, name="sim")
 from wxpaykit.cli.serve import commands as serve_commands  # noqa: E402
 app.add_typer(serve_commands)  # serve, init, replay
+from wxpaykit.cli.demo import commands as demo_commands  # noqa: E402
+app.add_typer(demo_commands)  # demo
 from wxpaykit.cli.events import commands as events_commands  # noqa: E402
 app.add_typer(events_commands)  # worker, events list/show/replay/schema
 from wxpaykit.cli.doctor import app as doctor_app  # noqa: E402

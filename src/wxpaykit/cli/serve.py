@@ -38,11 +38,15 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (default from config).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from config).")] = None,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes.")] = 1,
+    migrate: Annotated[
+        bool, typer.Option(help="Bring the database schema up to date before serving.")
+    ] = True,
 ) -> None:
     """Run the notification gateway."""
     import uvicorn
 
     from wxpaykit.gateway.settings import GatewaySettings
+    from wxpaykit.storage import migrate as migrations
 
     _use_config(config)
     try:
@@ -50,6 +54,8 @@ def serve(
     except ConfigurationError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if migrate:  # once, here, before uvicorn forks its workers
+        asyncio.run(migrations.upgrade(settings.database_url))
     uvicorn.run(
         "wxpaykit.gateway.app:app_from_env",
         factory=True,

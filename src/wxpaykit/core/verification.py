@@ -70,7 +70,12 @@ class SignedHeaders:
     request_id: str | None = None
 
 
-_REQUIRED_HEADERS = ("Wechatpay-Timestamp", "Wechatpay-Nonce", "Wechatpay-Signature", "Wechatpay-Serial")
+_REQUIRED_HEADERS = (
+    "Wechatpay-Timestamp",
+    "Wechatpay-Nonce",
+    "Wechatpay-Signature",
+    "Wechatpay-Serial",
+)
 
 
 def _spellings(name: str) -> tuple[str, ...]:
@@ -292,8 +297,8 @@ def verify_signature(
             headers.request_id,
         )
     else:
-        text_timestamp, nonce, signature_text, serial, signature_type, request_id = (
-            _read_headers(headers)
+        text_timestamp, nonce, signature_text, serial, signature_type, request_id = _read_headers(
+            headers
         )
     if signature_type is not None and signature_type.strip() != SIGNATURE_TYPE:
         raise UnsupportedSignatureTypeError(

@@ -44,8 +44,12 @@ def signed_response(
     document: Any = None,
     status: int = 200,
     request_serial: str = "",
+    nonce: str | None = None,
 ) -> Response:
-    """A signed 2xx; ``document`` None makes an empty body (use status 204)."""
+    """A signed 2xx; ``document`` None makes an empty body (use status 204).
+
+    ``nonce`` is for known-answer tests; by default a fresh 32-character one.
+    """
     body = b"" if document is None else compact_json(document)
     serial, key = merchant.response_signer(request_serial, clock.now())
     headers = _common_headers(new_request_id())
@@ -55,7 +59,7 @@ def signed_response(
             private_key=key,
             serial=serial,
             timestamp=int(clock.now()),
-            nonce=generate_nonce(32),
+            nonce=nonce or generate_nonce(32),
         )
     )
     if body:

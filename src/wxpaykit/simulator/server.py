@@ -18,7 +18,7 @@ import contextlib
 import ssl
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
@@ -64,6 +64,7 @@ class SimulatorServer:
         port: int = 0,
         tls_port: int | None = 0,
         log_level: str = "warning",
+        on_started: Callable[[SimulatorServer], None] | None = None,
     ) -> None:
         self.simulator = simulator
         self.app: SimulatorApp = create_app(simulator)
@@ -74,6 +75,7 @@ class SimulatorServer:
         self.base_url = ""
         self.tls_base_url = ""
         self.started = threading.Event()
+        self._on_started = on_started
         self._servers: list[uvicorn.Server] = []
 
     def _server(self, port: int, *, tls_dir: Path | None) -> uvicorn.Server:
@@ -116,6 +118,8 @@ class SimulatorServer:
                     self.tls_base_url = f"https://{self.host}:{_bound_port(self._servers[1])}"
                 self.simulator.tls_base_url = self.tls_base_url
                 self.started.set()
+                if self._on_started is not None:
+                    self._on_started(self)
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             self.stop()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -59,6 +59,7 @@ __all__ = [
     "events",
     "format_timestamp_ms",
     "new_event_id",
+    "render_envelope",
     "sink_breakers",
 ]
 

@@ -137,7 +137,7 @@ notifications = Table(
     Column("kind", String(16), nullable=False),
     Column("out_trade_no", String(64), nullable=True),
     Column("out_refund_no", String(64), nullable=True),
-    # Written in the same transaction as the row itself; never NULL after commit.
+    # Final once committed (written in the same transaction as the row itself).
     Column("outcome", String(16), nullable=True),
     # Re-deliveries of this notification absorbed after the first one.
     Column("duplicate_count", Integer, nullable=False),

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import json
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -139,7 +138,7 @@ def signed_headers(
     return headers
 
 
-def _beijing_now() -> float:
+def _now() -> float:
     return time.time()
 
 
@@ -155,7 +154,7 @@ def payment_resource(
     success_time: float | None = None,
 ) -> dict[str, Any]:
     """A decrypted TRANSACTION.SUCCESS resource (§6.3) for ``merchant``."""
-    paid_at = _beijing_now() if success_time is None else success_time
+    paid_at = _now() if success_time is None else success_time
     order = Order(
         mchid=merchant.mchid,
         appid=merchant.appid,
@@ -204,7 +203,7 @@ def _refund_rows(
     transaction_id: str,
     refund_id: str,
 ) -> tuple[Order, Refund]:
-    now = _beijing_now()
+    now = _now()
     order = Order(
         mchid=merchant.mchid,
         appid=merchant.appid,
@@ -289,7 +288,7 @@ def build_v2_payment_notification(
     transaction_id: str = "4200000000202401010000000001",
 ) -> bytes:
     """The signed APIv2 payment notification XML (§9.3)."""
-    now = _beijing_now()
+    now = _now()
     order = Order(
         mchid=merchant.mchid,
         appid=merchant.appid,
@@ -469,8 +468,3 @@ def serve_simulator(
             yield ServedSimulator(server)
     finally:
         simulator.close()
-
-
-def utc_now() -> dt.datetime:
-    """The current time as an aware datetime (for verifying what the simulator signed)."""
-    return dt.datetime.now(dt.UTC)
