@@ -200,3 +200,40 @@ async def test_fund_flow_bill_plain(
     other = sim.create_merchant()
     stolen = await sim.request(other, "GET", applied["download_url"].removeprefix(sim.base_url))
     assert stolen.status_code == 404
+
+
+async def test_partner_refund_and_cashier_page(
+    sim: InProcessSimulator, merchant: MerchantBundle
+) -> None:
+    order = {
+        "sp_appid": merchant.appid,
+        "sp_mchid": merchant.mchid,
+        "sub_mchid": "1900000109",
+        "description": "服务商",
+        "out_trade_no": "PARTNER_R01",
+        "notify_url": "https://merchant.example/notify",
+        "amount": {"total": 10},
+        "scene_info": {"payer_client_ip": "127.0.0.1", "h5_info": {"type": "Wap"}},
+    }
+    h5_url = (
+        await sim.request(merchant, "POST", "/v3/pay/partner/transactions/h5", json_body=order)
+    ).json()["h5_url"]
+    prepay_id = h5_url.split("prepay_id=")[1].split("&")[0]
+    paid = await sim.http.post(
+        "/sim/cashier", content=f"prepay_id={prepay_id}&outcome=success".encode()
+    )
+    assert "支付成功" in paid.text
+    refund = {
+        "sub_mchid": "1900000109",
+        "out_trade_no": "PARTNER_R01",
+        "out_refund_no": "PR1",
+        "amount": {"refund": 10, "total": 10, "currency": "CNY"},
+    }
+    created = await sim.request(merchant, "POST", "/v3/refund/domestic/refunds", json_body=refund)
+    assert created.status_code == 200
+    queried = await sim.request(
+        merchant, "GET", "/v3/refund/domestic/refunds/PR1?sub_mchid=1900000109"
+    )
+    assert queried.json()["refund_id"] == created.json()["refund_id"]
+    direct = await sim.request(merchant, "GET", "/v3/refund/domestic/refunds/PR1")
+    assert direct.status_code == 404

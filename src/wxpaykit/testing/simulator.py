@@ -41,6 +41,7 @@ from wxpaykit.simulator.notifications import (
     v2_payment_xml,
     v2_refund_xml,
 )
+from wxpaykit.simulator.payer import find_order
 from wxpaykit.simulator.server import SimulatorServer
 from wxpaykit.simulator.service import Simulator, SimulatorConfig
 from wxpaykit.simulator.state import Order, Refund
@@ -373,8 +374,6 @@ class _Controls:
         success: bool = True,
     ) -> Order:
         """Pay (or fail) an order named by prepay_id, code_url or mchid + out_trade_no."""
-        from wxpaykit.simulator.payer import find_order
-
         query = {
             "prepay_id": prepay_id,
             "code_url": code_url,
