@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 
 _RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-STARTUP_SECONDS = 30.0
+#: Generous: six processes importing SQLAlchemy, Alembic and the SDK on two busy cores.
+STARTUP_SECONDS = 120.0
 
 
 @dataclass

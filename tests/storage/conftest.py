@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from tests.conftest import REQUIRE_SERVICES
 from wxpaykit.storage import migrate
 from wxpaykit.storage.ledger import SqlLedger
-from wxpaykit.storage.schema import metadata
 
 PG_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 MYSQL_SERVER_URL = "mysql+asyncmy://root@127.0.0.1:3306"
@@ -114,17 +113,8 @@ async def drop(target: Target) -> None:
 
 
 async def prepare(target: Target) -> None:
-    """Migrate ``target`` to head."""
+    """Migrate ``target`` to head (0001_ledger, then the dispatcher's revisions)."""
     await migrate.upgrade(target.url, schema=target.schema)
-    # Until the dispatcher's 0002_dispatch revision exists, create the outbox tables it
-    # will own (append_events writes event_fanout); a no-op once migrations cover them.
-    ledger = SqlLedger.from_url(target.url, schema=target.schema)
-    async with ledger.engine.begin() as connection:
-        existing = await connection.run_sync(lambda sync: set(inspect(sync).get_table_names()))
-        missing = [table for table in metadata.sorted_tables if table.name not in existing]
-        if missing:
-            await connection.run_sync(lambda sync: metadata.create_all(sync, tables=missing))
-    await ledger.aclose()
 
 
 @pytest.fixture(scope="session")
