@@ -123,8 +123,10 @@ async def receipts(client: httpx.AsyncClient) -> dict[str, int]:
     return {key: int(value) for key, value in response.json().items()}
 
 
-async def wait_for_count(client: httpx.AsyncClient, count: int, timeout: float) -> dict[str, int]:
-    deadline = time.monotonic() + timeout
+async def wait_for_count(
+    client: httpx.AsyncClient, count: int, limit_seconds: float
+) -> dict[str, int]:
+    deadline = time.monotonic() + limit_seconds
     while True:
         got = await receipts(client)
         if len(got) >= count or time.monotonic() > deadline:

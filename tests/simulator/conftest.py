@@ -15,6 +15,7 @@ import pytest
 from starlette.types import Receive, Scope, Send
 
 from wxpaykit.simulator import MerchantBundle, SimulatorConfig
+from wxpaykit.testing.keys import shared_key_pool
 from wxpaykit.testing.simulator import FakeClock, InProcessSimulator, running_simulator
 
 NOTIFY_URL = "https://merchant.example/notify"
@@ -68,6 +69,7 @@ def receiver() -> Receiver:
 async def sim(fake_clock: FakeClock, receiver: Receiver) -> AsyncIterator[InProcessSimulator]:
     """An in-process simulator on the fake clock, delivering to ``receiver``."""
     config = SimulatorConfig(
+        key_source=shared_key_pool(),
         clock=fake_clock,
         run_worker=False,
         delivery_transport=httpx.ASGITransport(app=receiver),

@@ -17,6 +17,7 @@ from wxpaykit.core.notifications import parse_notification
 from wxpaykit.errors import WxPayKitError
 from wxpaykit.simulator import ChaosSettings, MerchantBundle, SimulatorConfig
 from wxpaykit.simulator.chaos import draw
+from wxpaykit.testing.keys import shared_key_pool
 from wxpaykit.testing.simulator import FakeClock, InProcessSimulator, running_simulator
 
 
@@ -66,7 +67,10 @@ async def chaos_sim(
     fake_clock: FakeClock, gateway: VerifyingReceiver
 ) -> AsyncIterator[InProcessSimulator]:
     config = SimulatorConfig(
-        clock=fake_clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=gateway)
+        key_source=shared_key_pool(),
+        clock=fake_clock,
+        run_worker=False,
+        delivery_transport=httpx.ASGITransport(app=gateway),
     )
     async with running_simulator(config) as sim:
         gateway.bundle = sim.create_merchant("certificate")
@@ -241,7 +245,10 @@ async def test_chaos_api_validates_and_scopes(
 async def test_migration_ramp_signs_notifications_with_both_keys(fake_clock: FakeClock) -> None:
     gateway = VerifyingReceiver(fake_clock)
     config = SimulatorConfig(
-        clock=fake_clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=gateway)
+        key_source=shared_key_pool(),
+        clock=fake_clock,
+        run_worker=False,
+        delivery_transport=httpx.ASGITransport(app=gateway),
     )
     async with running_simulator(config) as sim:
         bundle = gateway.bundle = sim.create_merchant("migration")

@@ -13,6 +13,7 @@ from wxpaykit.core.models import Transaction
 from wxpaykit.core.notifications import parse_notification
 from wxpaykit.simulator import MerchantBundle, SimulatorConfig
 from wxpaykit.simulator.delivery import RETRY_DELAYS_SECONDS
+from wxpaykit.testing.keys import shared_key_pool
 from wxpaykit.testing.simulator import FakeClock, InProcessSimulator, running_simulator
 
 
@@ -106,6 +107,7 @@ async def test_only_200_and_204_acknowledge(
 async def test_time_scale_shrinks_the_schedule(fake_clock: FakeClock, receiver: Receiver) -> None:
     receiver.default_status = 503
     config = SimulatorConfig(
+        key_source=shared_key_pool(),
         clock=fake_clock,
         run_worker=False,
         time_scale=0.01,
@@ -122,7 +124,7 @@ async def test_time_scale_shrinks_the_schedule(fake_clock: FakeClock, receiver: 
 
 
 async def test_unreachable_notify_url_is_retried(fake_clock: FakeClock) -> None:
-    config = SimulatorConfig(clock=fake_clock, run_worker=False)
+    config = SimulatorConfig(key_source=shared_key_pool(), clock=fake_clock, run_worker=False)
     async with running_simulator(config) as sim:
         bundle = sim.create_merchant()
         body = {**native_order(bundle), "notify_url": "http://127.0.0.1:9/notify"}
@@ -141,6 +143,7 @@ async def test_pending_deliveries_resume_after_restart(
     database = tmp_path / "sim.db"
     failing = Receiver(default_status=500)
     config = SimulatorConfig(
+        key_source=shared_key_pool(),
         data_path=database,
         clock=fake_clock,
         run_worker=False,
@@ -153,6 +156,7 @@ async def test_pending_deliveries_resume_after_restart(
         assert len(failing.received) == 1
     healthy = Receiver()
     config = SimulatorConfig(
+        key_source=shared_key_pool(),
         data_path=database,
         clock=fake_clock,
         run_worker=False,
@@ -181,7 +185,9 @@ async def test_pending_deliveries_resume_after_restart(
 
 
 async def test_background_worker_delivers_without_manual_ticks(receiver: Receiver) -> None:
-    config = SimulatorConfig(delivery_transport=httpx.ASGITransport(app=receiver))
+    config = SimulatorConfig(
+        key_source=shared_key_pool(), delivery_transport=httpx.ASGITransport(app=receiver)
+    )
     async with running_simulator(config) as sim:
         bundle = sim.create_merchant()
         await _paid_order(sim, bundle)

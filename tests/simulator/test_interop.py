@@ -18,6 +18,7 @@ from wechatpayv3 import WeChatPay, WeChatPayType
 
 from tests.simulator.conftest import NOTIFY_URL, Receiver, native_order
 from wxpaykit.simulator import MerchantBundle, SimulatorConfig
+from wxpaykit.testing.keys import shared_key_pool
 from wxpaykit.testing.simulator import (
     FakeClock,
     ServedSimulator,
@@ -118,7 +119,10 @@ async def test_wechatpayv3_accepts_delivered_notifications(mode: str, tmp_path: 
     receiver = Receiver()
     clock = FakeClock()
     config = SimulatorConfig(
-        clock=clock, run_worker=False, delivery_transport=httpx.ASGITransport(app=receiver)
+        key_source=shared_key_pool(),
+        clock=clock,
+        run_worker=False,
+        delivery_transport=httpx.ASGITransport(app=receiver),
     )
     async with running_simulator(config) as sim:
         bundle = sim.create_merchant(mode)

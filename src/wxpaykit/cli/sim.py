@@ -83,8 +83,9 @@ def serve(
         _fail("--time-scale must be positive")
     import asyncio
 
+    from wxpaykit.simulator.config import SimulatorConfig
     from wxpaykit.simulator.server import SimulatorServer
-    from wxpaykit.simulator.service import Simulator, SimulatorConfig
+    from wxpaykit.simulator.service import Simulator
 
     simulator = Simulator(
         SimulatorConfig(
@@ -131,7 +132,7 @@ def merchant_create(
     mchid: Annotated[str | None, typer.Option(help="Choose the merchant id (digits).")] = None,
 ) -> None:
     """Create a merchant and write its bundle (keys, certificates, APIv3/APIv2 keys)."""
-    from wxpaykit.simulator.merchants import MerchantBundle
+    from wxpaykit.simulator.bundle import MerchantBundle
 
     body: dict[str, Any] = {"mode": mode}
     if mchid:
@@ -173,8 +174,8 @@ def order_create(
 
     from wxpaykit.core.verification import verify_signature
     from wxpaykit.errors import WxPayKitError
-    from wxpaykit.simulator.merchants import MerchantBundle
-    from wxpaykit.testing.simulator import signed_headers
+    from wxpaykit.simulator.bundle import MerchantBundle
+    from wxpaykit.testing.signed_requests import signed_headers
 
     bundle = MerchantBundle.read(bundle_dir)
     base = (url or bundle.api_base_url or DEFAULT_URL).rstrip("/")

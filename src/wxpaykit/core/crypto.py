@@ -97,8 +97,10 @@ def aes_gcm_open(
         raise DecryptionError(f"nonce must be 12 bytes, got {len(nonce_bytes)}")
     if len(data) < 16:
         raise DecryptionError("ciphertext is shorter than the 16-byte GCM tag")
+    # The attribute directly, not the property: this runs for every notification.
+    cipher = key._cipher if isinstance(key, ApiV3Key) else _cipher(key)
     try:
-        return _cipher(key).decrypt(nonce_bytes, data, aad or None)
+        return cipher.decrypt(nonce_bytes, data, aad or None)
     except InvalidTag:
         raise DecryptionError(
             "AES-GCM authentication failed: wrong APIv3 key, or tampered ciphertext,"

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import binascii
 import datetime as dt
+import hashlib
+import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from wxpaykit.core.keys import PlatformCertificate, WeChatPayPublicKey
-from wxpaykit.core.serials import format_serial, is_public_key_id
+from wxpaykit.core.serials import PUBLIC_KEY_ID_PREFIX, format_serial
 from wxpaykit.core.signing import SIGNATURE_TYPE, build_response_message
 from wxpaykit.errors import (
     CertificateNotValidError,
@@ -53,7 +54,9 @@ __all__ = [
 DEFAULT_TOLERANCE_SECONDS = 300
 PROBE_PREFIX = "WECHATPAY/SIGNTEST/"
 _PKCS1V15 = padding.PKCS1v15()
-_SHA256 = hashes.SHA256()
+# DER DigestInfo prefix for SHA-256 (RFC 8017 §9.2 note 1), the same fixed encoding
+# OpenSSL's RSA_verify compares against.
+_SHA256_DIGEST_INFO = bytes.fromhex("3031300d060960864801650304020105000420")
 
 KeyKind = Literal["certificate", "public_key"]
 
@@ -119,6 +122,11 @@ def _read_headers(headers: Mapping[str, str]) -> _HeaderValues:
             headers
         )
     serial = serial.strip() if serial is not None else ""
+    if timestamp and nonce and signature and serial:
+        timestamp, nonce, signature = timestamp.strip(), nonce.strip(), signature.strip()
+        if timestamp and nonce and signature:
+            return timestamp, nonce, signature, serial, signature_type, request_id
+    # Something is missing or blank: _require() names the first such header.
     return (
         _require(timestamp, "Wechatpay-Timestamp", serial, request_id),
         _require(nonce, "Wechatpay-Nonce", serial, request_id),
@@ -206,7 +214,7 @@ class TrustedKeys:
 
     def find(self, serial: str) -> tuple[KeyKind, rsa.RSAPublicKey, PlatformCertificate | None]:
         """Return the key for ``serial``; raise :class:`UnknownSerialError` when unknown."""
-        if is_public_key_id(serial):
+        if serial.startswith(PUBLIC_KEY_ID_PREFIX):  # is_public_key_id(), inlined: hot path
             public_key = self._public_keys.get(serial)
             if public_key is not None:
                 return "public_key", public_key.public_key, None
@@ -258,19 +266,15 @@ class VerifiedSignature(NamedTuple):
     request_id: str | None
 
 
-def _parse_timestamp(text: str, serial: str, request_id: str | None) -> int:
-    # isascii(): str.isdigit() also accepts '²' and full-width digits, which int() rejects
-    # or silently converts; ASGI decodes header bytes as latin-1, so '²' can arrive.
+def _not_unix_seconds(text: str, serial: str, request_id: str | None) -> StaleTimestampError:
     is_number = text.isascii() and text.isdigit()
-    if not is_number or len(text) > 11:
-        hint = " (milliseconds? WeChat sends seconds)" if is_number else ""
-        raise StaleTimestampError(
-            f"Wechatpay-Timestamp {text!r} is not a Unix time in seconds{hint}",
-            skew_seconds=0,
-            serial=serial,
-            request_id=request_id,
-        )
-    return int(text)
+    hint = " (milliseconds? WeChat sends seconds)" if is_number else ""
+    return StaleTimestampError(
+        f"Wechatpay-Timestamp {text!r} is not a Unix time in seconds{hint}",
+        skew_seconds=0,
+        serial=serial,
+        request_id=request_id,
+    )
 
 
 def verify_signature(
@@ -325,7 +329,11 @@ def verify_signature(
             serial=serial,
             request_id=request_id,
         )
-    timestamp = _parse_timestamp(text_timestamp, serial, request_id)
+    # isascii(): str.isdigit() also accepts '²' and full-width digits, which int() rejects
+    # or silently converts; ASGI decodes header bytes as latin-1, so '²' can arrive.
+    if not (text_timestamp.isascii() and text_timestamp.isdigit() and len(text_timestamp) <= 11):
+        raise _not_unix_seconds(text_timestamp, serial, request_id)
+    timestamp = int(text_timestamp)
     skew = int(now.timestamp()) - timestamp
     if abs(skew) > tolerance_seconds:
         raise StaleTimestampError(
@@ -342,12 +350,33 @@ def verify_signature(
             "Wechatpay-Signature is not valid base64", serial=serial, request_id=request_id
         ) from None
     message = build_response_message(text_timestamp, nonce, body)
-    try:
-        public_key.verify(signature, message, _PKCS1V15, _SHA256)
-    except InvalidSignature:
+    if not _rsa_sha256_verifies(public_key, signature, message):
         raise SignatureMismatchError(
             "signature does not match the raw body under the selected key",
             serial=serial,
             request_id=request_id,
-        ) from None
-    return VerifiedSignature(serial, kind, timestamp, skew, request_id)
+        )
+    # tuple.__new__ skips the named tuple's Python-level __new__: one frame less per call.
+    return tuple.__new__(VerifiedSignature, (serial, kind, timestamp, skew, request_id))
+
+
+def _rsa_sha256_verifies(public_key: rsa.RSAPublicKey, signature: bytes, message: bytes) -> bool:
+    """RSASSA-PKCS1-v1_5 verification with SHA-256 (RFC 8017 §8.2.2), encode-and-compare.
+
+    Equivalent to ``public_key.verify(signature, message, PKCS1v15(), SHA256())`` and
+    about 3 µs cheaper per call, which matters on the notification hot path: the library
+    call fetches the digest by name and sets it on a fresh context each time. Here OpenSSL
+    does the public-key operation and checks the ``00 01 FF..FF 00`` padding (at least 8
+    ``FF``); what follows the padding must equal DigestInfo(SHA-256) || H(message)
+    exactly, which fixes every byte of the encoded message, as RFC 8017 step 4 requires.
+    """
+    # Step 1: the signature is exactly k octets. OpenSSL's recover would also take a
+    # shorter one (a signature with its leading zero byte dropped); verify() refuses it.
+    if len(signature) != (public_key.key_size + 7) // 8:
+        return False
+    try:
+        recovered = public_key.recover_data_from_signature(signature, _PKCS1V15, None)
+    except InvalidSignature:
+        return False
+    expected = _SHA256_DIGEST_INFO + hashlib.sha256(message).digest()
+    return hmac.compare_digest(recovered, expected)

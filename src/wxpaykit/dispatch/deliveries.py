@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -162,11 +162,18 @@ class DeliveryStore:
             await connection.close()
 
     def _due_query(self, sink: str, *, now_ms: int, limit: int) -> Any:
-        earlier_pending = exists().where(
-            _earlier.c.sink == _d.c.sink,
-            _earlier.c.aggregate_key == _d.c.aggregate_key,
-            _earlier.c.event_seq < _d.c.event_seq,
-            _earlier.c.status == DeliveryStatus.PENDING,
+        # Due only if it is the lowest pending event of its order for this sink. A
+        # scalar min() per candidate, answered from the (sink, aggregate_key, status,
+        # event_seq) index: unlike NOT EXISTS, the planner cannot turn it into a join
+        # that compares every pending row with every other.
+        head_of_order = (
+            select(func.min(_earlier.c.event_seq))
+            .where(
+                _earlier.c.sink == _d.c.sink,
+                _earlier.c.aggregate_key == _d.c.aggregate_key,
+                _earlier.c.status == DeliveryStatus.PENDING,
+            )
+            .scalar_subquery()
         )
         earlier_unfanned = exists().where(
             event_fanout.c.aggregate_key == _d.c.aggregate_key,
@@ -179,7 +186,7 @@ class DeliveryStore:
                 _d.c.status == DeliveryStatus.PENDING,
                 _d.c.next_attempt_at_ms <= now_ms,
                 or_(_d.c.locked_until_ms.is_(None), _d.c.locked_until_ms <= now_ms),
-                ~earlier_pending,
+                _d.c.event_seq == head_of_order,
                 ~earlier_unfanned,
             )
             .order_by(_d.c.event_seq)

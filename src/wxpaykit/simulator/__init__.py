@@ -7,9 +7,12 @@ Start it with ``wxpaykit sim`` or in-process with :func:`create_app`; see
 from __future__ import annotations
 
 from wxpaykit.simulator.app import SimulatorApp, create_app
+from wxpaykit.simulator.bundle import MerchantBundle
 from wxpaykit.simulator.chaos import ChaosSettings
-from wxpaykit.simulator.merchants import Merchant, MerchantBundle, MerchantMode
-from wxpaykit.simulator.service import Simulator, SimulatorConfig
+from wxpaykit.simulator.config import SimulatorConfig
+from wxpaykit.simulator.merchants import Merchant
+from wxpaykit.simulator.modes import MerchantMode
+from wxpaykit.simulator.service import Simulator
 
 __all__ = [
     "ChaosSettings",

@@ -33,8 +33,9 @@ from wxpaykit.simulator.endpoint import simulator_of
 from wxpaykit.simulator.faults import CLIENT_CERTIFICATE_SCOPE_KEY
 from wxpaykit.simulator.merchants import Merchant
 from wxpaykit.simulator.notifications import TRADE_STATE_DESC
+from wxpaykit.simulator.order_book import OrderRequest
 from wxpaykit.simulator.platform_errors import PlatformError
-from wxpaykit.simulator.service import OrderRequest, Simulator
+from wxpaykit.simulator.service import Simulator
 from wxpaykit.simulator.state import Order, Refund
 from wxpaykit.simulator.validation import OUT_TRADE_NO, check_notify_url
 

@@ -16,8 +16,8 @@ from wxpaykit.core.signing import generate_nonce
 from wxpaykit.simulator.clock import format_rfc3339
 from wxpaykit.simulator.endpoint import V3Call, v3_endpoint
 from wxpaykit.simulator.notifications import refund_api_object, transaction_resource
+from wxpaykit.simulator.order_book import OrderRequest
 from wxpaykit.simulator.platform_errors import PlatformError, param_error
-from wxpaykit.simulator.service import OrderRequest
 from wxpaykit.simulator.state import Order
 from wxpaykit.simulator.validation import (
     OUT_REFUND_NO,

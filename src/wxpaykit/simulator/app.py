@@ -16,8 +16,9 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from wxpaykit.simulator import admin, api_v2, api_v3, bills, payer
+from wxpaykit.simulator.config import SimulatorConfig
 from wxpaykit.simulator.faults import FaultInjection
-from wxpaykit.simulator.service import Simulator, SimulatorConfig
+from wxpaykit.simulator.service import Simulator
 
 __all__ = ["SimulatorApp", "create_app"]
 

@@ -18,7 +18,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from wxpaykit.core.keys import load_private_key
 from wxpaykit.simulator.state import SimulatorState
-from wxpaykit.testing.keys import generate_private_key, generate_serial_number, private_key_pem
+from wxpaykit.testing.keys import (
+    KeySource,
+    generate_private_key,
+    generate_serial_number,
+    private_key_pem,
+)
 
 __all__ = ["CertificateAuthority"]
 
@@ -45,7 +50,9 @@ class CertificateAuthority:
         self.certificate = certificate
 
     @classmethod
-    def load_or_create(cls, state: SimulatorState, *, now: float) -> CertificateAuthority:
+    def load_or_create(
+        cls, state: SimulatorState, *, now: float, key_source: KeySource = generate_private_key
+    ) -> CertificateAuthority:
         """Load the CA from ``state``, making and storing one on first use."""
         key_pem, cert_pem = state.get_meta(_CA_KEY), state.get_meta(_CA_CERT)
         if key_pem is not None and cert_pem is not None:
@@ -53,7 +60,7 @@ class CertificateAuthority:
                 load_private_key(key_pem, source="simulator CA"),
                 x509.load_pem_x509_certificate(cert_pem.encode()),
             )
-        key = generate_private_key()
+        key = key_source()
         start = dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(days=1)
         name = _name("Tenpay.com Simulator CA", "Tenpay.com")
         certificate = (

@@ -1,50 +1,32 @@
-"""Merchant provisioning: every key a merchant holds, and the bundle handed to them.
+"""Simulated merchants as the platform sees them, and how one is provisioned.
 
-A simulated merchant has what the merchant portal (商户平台) gives a real one: the API
-private key and certificate (``apiclient_key.pem``, ``apiclient_cert.pem``, ``.p12``
-with the mchid as password; the same pair serves APIv2 mutual TLS), an APIv3 key, an
-APIv2 key and appids; and on the platform side, keys in one of three modes
-(protocol reference §3.5):
-
-* ``certificate``: platform certificates, downloadable from ``/v3/certificates`` and
-  rotatable (a new certificate overlaps the old one);
-* ``public_key``: a WeChat Pay public key ``PUB_KEY_ID_...``; no platform certificate;
-* ``migration``: both. Responses follow the request's ``Wechatpay-Serial``;
-  notifications are signed by the public key for a fraction of them (the ramp).
-
-:class:`Merchant` is the platform's view (it holds the platform private keys);
-:class:`MerchantBundle` is the merchant's view (what is written to disk).
+A :class:`Merchant` holds what the platform knows of a merchant: the API certificate
+(and, since the simulator plays the merchant too, its private key), the APIv3 and
+APIv2 keys, the appids, and the platform's own keys in one of the three modes of
+:mod:`wxpaykit.simulator.modes`. It picks the key that signs each response and
+notification, rotates platform certificates, and is stored as a document.
+:func:`provision_merchant` makes one with fresh keys; :meth:`Merchant.bundle` is what
+the merchant downloads (:class:`~wxpaykit.simulator.bundle.MerchantBundle`).
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import functools
-import json
 import secrets
 from dataclasses import dataclass, field
-from enum import StrEnum
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.serialization import pkcs12
 
-from wxpaykit.core.keys import (
-    MerchantCredentials,
-    WeChatPayPublicKey,
-    load_merchant_certificate,
-    load_platform_certificate,
-    load_private_key,
-    load_public_key,
-)
+from wxpaykit.core.keys import load_private_key
 from wxpaykit.core.serials import format_serial
-from wxpaykit.core.verification import TrustedKeys
 from wxpaykit.simulator.authority import CertificateAuthority
+from wxpaykit.simulator.bundle import MerchantBundle
+from wxpaykit.simulator.modes import MIGRATION_RAMP, MerchantMode, migration_share
 from wxpaykit.testing.keys import (
+    GeneratedCertificate,
+    KeySource,
     generate_certificate,
     generate_private_key,
     generate_public_key_id,
@@ -61,35 +43,10 @@ __all__ = [
     "provision_merchant",
 ]
 
-#: Share of notifications signed with the public key on day 1..7 of a migration (§3.5).
-MIGRATION_RAMP = (0.001, 0.01, 0.05, 0.10, 0.20, 0.50, 1.0)
-_DAY_SECONDS = 86400.0
 
-
-class MerchantMode(StrEnum):
-    """How the platform signs for this merchant."""
-
-    CERTIFICATE = "certificate"
-    PUBLIC_KEY = "public_key"
-    MIGRATION = "migration"
-
-
-@dataclass(frozen=True, kw_only=True)
-class PlatformCertificateKey:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlatformCertificateKey(GeneratedCertificate):
     """A platform certificate and the private key the simulator signs with."""
-
-    certificate: x509.Certificate = field(repr=False)
-    private_key: rsa.RSAPrivateKey = field(repr=False)
-
-    @property
-    def serial_no(self) -> str:
-        """Upper-case hex serial."""
-        return format_serial(self.certificate.serial_number)
-
-    @property
-    def certificate_pem(self) -> bytes:
-        """PEM of the certificate."""
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
 
     def is_effective_at(self, now: float) -> bool:
         """True when the certificate is valid at Unix time ``now``."""
@@ -163,8 +120,7 @@ class Merchant:
             return 0.0
         if self.public_key_fraction is not None:
             return self.public_key_fraction
-        day = int((now - self.created_at) / (_DAY_SECONDS * max(time_scale, 1e-9)))
-        return MIGRATION_RAMP[min(day, len(MIGRATION_RAMP) - 1)]
+        return migration_share(now - self.created_at, time_scale)
 
     def notification_signer(
         self, draw: float, now: float, time_scale: float
@@ -175,32 +131,34 @@ class Merchant:
         newest = self.newest_certificate(now)
         return newest.serial_no, newest.private_key
 
-    def add_platform_certificate(self, now: float) -> PlatformCertificateKey:
+    def add_platform_certificate(
+        self, now: float, *, key_source: KeySource = generate_private_key
+    ) -> PlatformCertificateKey:
         """Rotation: a new platform certificate, effective now, overlapping the old ones."""
-        start = dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(seconds=1)
-        generated = generate_certificate("Tenpay.com Root CA", not_before=start)
-        entry = PlatformCertificateKey(
-            certificate=generated.certificate, private_key=generated.private_key
-        )
+        entry = _platform_certificate(now - 1, key_source)
         self.platform_certificates.append(entry)
         return entry
 
+    def _api_pair(self) -> GeneratedCertificate:
+        return GeneratedCertificate(
+            private_key=self.api_private_key, certificate=self.api_certificate
+        )
+
     def to_doc(self) -> dict[str, Any]:
         """The stored form (PEM strings)."""
+        api_pair = self._api_pair()
         return {
             "mchid": self.mchid,
             "mode": self.mode.value,
             "appids": self.appids,
             "apiv3_key": self.apiv3_key,
             "apiv2_key": self.apiv2_key,
-            "api_private_key": private_key_pem(self.api_private_key).decode(),
-            "api_certificate": self.api_certificate.public_bytes(
-                serialization.Encoding.PEM
-            ).decode(),
+            "api_private_key": api_pair.private_key_pem.decode(),
+            "api_certificate": api_pair.certificate_pem.decode(),
             "platform_certificates": [
                 {
                     "certificate": c.certificate_pem.decode(),
-                    "private_key": private_key_pem(c.private_key).decode(),
+                    "private_key": c.private_key_pem.decode(),
                 }
                 for c in self.platform_certificates
             ],
@@ -245,14 +203,7 @@ class Merchant:
         self, *, authority_pem: bytes = b"", api_base_url: str = "", tls_base_url: str = ""
     ) -> MerchantBundle:
         """What the merchant downloads from the portal, plus the simulator's addresses."""
-        client_pem = self.api_certificate.public_bytes(serialization.Encoding.PEM)
-        p12 = pkcs12.serialize_key_and_certificates(
-            b"apiclient",
-            self.api_private_key,
-            self.api_certificate,
-            None,
-            serialization.BestAvailableEncryption(self.mchid.encode()),
-        )
+        api_pair = self._api_pair()
         return MerchantBundle(
             mchid=self.mchid,
             mode=self.mode,
@@ -260,9 +211,10 @@ class Merchant:
             apiv3_key=self.apiv3_key,
             apiv2_key=self.apiv2_key,
             merchant_serial_no=self.serial_no,
-            apiclient_key_pem=private_key_pem(self.api_private_key),
-            apiclient_cert_pem=client_pem,
-            apiclient_cert_p12=p12,
+            apiclient_key_pem=api_pair.private_key_pem,
+            apiclient_cert_pem=api_pair.certificate_pem,
+            # The portal's .p12 is protected by the mchid.
+            apiclient_cert_p12=api_pair.pkcs12(self.mchid),
             platform_certificates=tuple(
                 (c.serial_no, c.certificate_pem)
                 for c in (
@@ -281,10 +233,14 @@ class Merchant:
         )
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_private_key(pem: bytes) -> rsa.RSAPrivateKey:
-    # Loading a PEM key re-validates it (tens of milliseconds); tests sign many requests.
-    return load_private_key(pem, source="apiclient_key.pem")
+def _platform_certificate(not_before: float, key_source: KeySource) -> PlatformCertificateKey:
+    start = dt.datetime.fromtimestamp(not_before, dt.UTC)
+    generated = generate_certificate(
+        "Tenpay.com Root CA", private_key=key_source(), not_before=start
+    )
+    return PlatformCertificateKey(
+        certificate=generated.certificate, private_key=generated.private_key
+    )
 
 
 def _random_digits(count: int) -> str:
@@ -298,21 +254,27 @@ def provision_merchant(
     authority: CertificateAuthority | None = None,
     mchid: str | None = None,
     appids: list[str] | None = None,
+    key_source: KeySource = generate_private_key,
 ) -> Merchant:
-    """Make a merchant with fresh keys (about 0.2 s: three RSA-2048 keys).
+    """Make a merchant with fresh keys (about 0.2 s: up to three RSA-2048 keys).
 
     With ``authority`` the API certificate is issued by the simulator CA (needed for
     APIv2 mutual TLS); without, it is self-signed, which is enough for offline tests.
+    ``key_source`` makes the RSA keys (tests pass a
+    :class:`~wxpaykit.testing.keys.KeyPool` to skip key generation).
     """
     mode = MerchantMode(mode)
     mchid = mchid or "19" + _random_digits(8)
-    api_key = generate_private_key()
+    a_day_ago = now - 86400
+    api_key = key_source()
     if authority is not None:
         api_certificate = authority.issue_merchant_certificate(mchid, api_key.public_key(), now=now)
     else:
-        start = dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(days=1)
         api_certificate = generate_certificate(
-            mchid, private_key=api_key, not_before=start, organization="微信商户系统"
+            mchid,
+            private_key=api_key,
+            not_before=dt.datetime.fromtimestamp(a_day_ago, dt.UTC),
+            organization="微信商户系统",
         ).certificate
     merchant = Merchant(
         mchid=mchid,
@@ -325,148 +287,8 @@ def provision_merchant(
         created_at=now,
     )
     if mode is not MerchantMode.PUBLIC_KEY:
-        start = dt.datetime.fromtimestamp(now, dt.UTC) - dt.timedelta(days=1)
-        generated = generate_certificate("Tenpay.com Root CA", not_before=start)
-        merchant.platform_certificates.append(
-            PlatformCertificateKey(
-                certificate=generated.certificate, private_key=generated.private_key
-            )
-        )
+        merchant.platform_certificates.append(_platform_certificate(a_day_ago, key_source))
     if mode is not MerchantMode.CERTIFICATE:
         merchant.public_key_id = generate_public_key_id()
-        merchant.public_key_private = generate_private_key()
+        merchant.public_key_private = key_source()
     return merchant
-
-
-@dataclass(frozen=True, kw_only=True)
-class MerchantBundle:
-    """The merchant's side: files from the portal, keys, and where the simulator listens.
-
-    :meth:`write` lays the files out like the portal's downloads; ``bundle.json``
-    holds everything (so a test can :meth:`read` it back).
-    """
-
-    mchid: str
-    mode: MerchantMode
-    appids: tuple[str, ...]
-    apiv3_key: str = field(repr=False)
-    apiv2_key: str = field(repr=False)
-    merchant_serial_no: str
-    apiclient_key_pem: bytes = field(repr=False)
-    apiclient_cert_pem: bytes = field(repr=False)
-    apiclient_cert_p12: bytes = field(repr=False)
-    platform_certificates: tuple[tuple[str, bytes], ...] = ()
-    public_key_id: str = ""
-    public_key_pem: bytes = field(default=b"", repr=False)
-    sim_ca_pem: bytes = field(default=b"", repr=False)
-    api_base_url: str = ""
-    tls_base_url: str = ""
-
-    @property
-    def appid(self) -> str:
-        """The first appid."""
-        return self.appids[0]
-
-    def credentials(self) -> MerchantCredentials:
-        """The merchant's signing credentials (the key is parsed once per process)."""
-        return MerchantCredentials(
-            mchid=self.mchid,
-            serial_no=self.merchant_serial_no,
-            private_key=_cached_private_key(self.apiclient_key_pem),
-        )
-
-    def trusted_keys(self) -> TrustedKeys:
-        """Every platform key the merchant should trust (certificates and public key)."""
-        return TrustedKeys(
-            certificates=[
-                load_platform_certificate(pem, source=f"wechatpay_{serial}.pem")
-                for serial, pem in self.platform_certificates
-            ],
-            public_keys=(
-                [
-                    WeChatPayPublicKey(
-                        key_id=self.public_key_id,
-                        public_key=load_public_key(self.public_key_pem, source="pub_key.pem"),
-                    )
-                ]
-                if self.public_key_id
-                else []
-            ),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``bundle.json`` document (PEMs as text, the .p12 in base64)."""
-        return {
-            "mchid": self.mchid,
-            "mode": self.mode.value,
-            "appid": self.appid,
-            "appids": list(self.appids),
-            "apiv3_key": self.apiv3_key,
-            "apiv2_key": self.apiv2_key,
-            "merchant_serial_no": self.merchant_serial_no,
-            "apiclient_key_pem": self.apiclient_key_pem.decode(),
-            "apiclient_cert_pem": self.apiclient_cert_pem.decode(),
-            "apiclient_cert_p12": base64.b64encode(self.apiclient_cert_p12).decode(),
-            "p12_password": self.mchid,
-            "platform_certificates": [
-                {"serial_no": serial, "pem": pem.decode()}
-                for serial, pem in self.platform_certificates
-            ],
-            "public_key_id": self.public_key_id,
-            "public_key_pem": self.public_key_pem.decode(),
-            "sim_ca_pem": self.sim_ca_pem.decode(),
-            "api_base_url": self.api_base_url,
-            "tls_base_url": self.tls_base_url,
-        }
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> MerchantBundle:
-        """Parse a ``bundle.json`` document."""
-        return cls(
-            mchid=doc["mchid"],
-            mode=MerchantMode(doc["mode"]),
-            appids=tuple(doc["appids"]),
-            apiv3_key=doc["apiv3_key"],
-            apiv2_key=doc["apiv2_key"],
-            merchant_serial_no=doc["merchant_serial_no"],
-            apiclient_key_pem=doc["apiclient_key_pem"].encode(),
-            apiclient_cert_pem=doc["apiclient_cert_pem"].encode(),
-            apiclient_cert_p12=base64.b64decode(doc["apiclient_cert_p12"]),
-            platform_certificates=tuple(
-                (c["serial_no"], c["pem"].encode()) for c in doc["platform_certificates"]
-            ),
-            public_key_id=doc.get("public_key_id", ""),
-            public_key_pem=doc.get("public_key_pem", "").encode(),
-            sim_ca_pem=doc.get("sim_ca_pem", "").encode(),
-            api_base_url=doc.get("api_base_url", ""),
-            tls_base_url=doc.get("tls_base_url", ""),
-        )
-
-    def write(self, directory: str | Path) -> Path:
-        """Write the portal-style files and ``bundle.json`` into ``directory``."""
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "apiclient_key.pem").write_bytes(self.apiclient_key_pem)
-        (out / "apiclient_cert.pem").write_bytes(self.apiclient_cert_pem)
-        (out / "apiclient_cert.p12").write_bytes(self.apiclient_cert_p12)
-        for serial, pem in self.platform_certificates:
-            (out / f"wechatpay_{serial}.pem").write_bytes(pem)
-        if self.public_key_pem:
-            (out / "pub_key.pem").write_bytes(self.public_key_pem)
-        if self.sim_ca_pem:
-            (out / "sim_ca.pem").write_bytes(self.sim_ca_pem)
-        (out / "bundle.json").write_text(
-            json.dumps(self.to_json(), ensure_ascii=False, indent=2), encoding="utf-8"
-        )
-        for secret_file in ("apiclient_key.pem", "apiclient_cert.p12", "bundle.json"):
-            (out / secret_file).chmod(0o600)
-        return out
-
-    @classmethod
-    def read(cls, directory: str | Path) -> MerchantBundle:
-        """Read ``bundle.json`` from a directory written by :meth:`write`."""
-        return cls.from_json(json.loads((Path(directory) / "bundle.json").read_text("utf-8")))
-
-    def api_certificate_serial(self) -> str:
-        """Serial read from ``apiclient_cert.pem`` (equals ``merchant_serial_no``)."""
-        return load_merchant_certificate(self.apiclient_cert_pem)[1]

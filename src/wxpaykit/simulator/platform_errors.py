@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["PlatformError", "param_error"]
+__all__ = ["REENTRY_MISMATCH", "PlatformError", "param_error"]
+
+#: The platform's message when an ``out_trade_no``/``out_refund_no`` comes back with
+#: different parameters (§7.1).
+REENTRY_MISMATCH = "请求重入时，参数与首次请求时不一致"
 
 
 class PlatformError(Exception):

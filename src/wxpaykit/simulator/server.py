@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from wxpaykit.simulator.app import SimulatorApp, create_app
 from wxpaykit.simulator.faults import MutualTlsMarker
 from wxpaykit.simulator.service import Simulator
-from wxpaykit.testing.keys import generate_private_key, private_key_pem
+from wxpaykit.testing.keys import private_key_pem
 
 __all__ = ["SimulatorServer", "write_tls_files"]
 
@@ -36,7 +36,7 @@ _HOSTS = ("127.0.0.1", "localhost", "::1")
 
 def write_tls_files(simulator: Simulator, directory: Path) -> tuple[Path, Path, Path]:
     """Write ``(server_cert, server_key, client_ca)`` PEM files for the TLS listener."""
-    key = generate_private_key()
+    key = simulator.config.key_source()
     certificate = simulator.authority.issue_server_certificate(
         key.public_key(), now=simulator.clock.now(), hosts=_HOSTS
     )

@@ -1,103 +1,34 @@
-"""The simulated platform's business rules: merchants, orders, payments, refunds.
+"""The simulated platform: one :class:`Simulator` over one state database.
 
 HTTP edges (APIv3 JSON, APIv2 XML, the ``/sim`` control API) translate requests into
-calls here, so an order placed through APIv2 can be queried through APIv3 as on the
-real platform, and every state change that the platform announces queues a
-notification for :class:`~wxpaykit.simulator.delivery.DeliveryEngine`.
+calls on the simulator, so an order placed through APIv2 can be queried through
+APIv3 as on the real platform. The simulator wires its parts together and runs the
+scheduler; the rules live in the parts:
+
+* merchants: :mod:`.merchants` (provisioned here, kept in the state and a cache);
+* orders and payments: :class:`~wxpaykit.simulator.order_book.OrderBook`;
+* refunds: :class:`~wxpaykit.simulator.refund_book.RefundBook`;
+* notifications: :class:`~wxpaykit.simulator.notifier.Notifier` queues them,
+  :class:`~wxpaykit.simulator.delivery.DeliveryEngine` sends them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
-import sqlite3
-import string
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import httpx
 
 from wxpaykit.simulator.authority import CertificateAuthority
 from wxpaykit.simulator.chaos import ChaosSettings
-from wxpaykit.simulator.clock import Clock, SystemClock, format_v2_time
+from wxpaykit.simulator.config import SimulatorConfig
 from wxpaykit.simulator.delivery import DeliveryEngine
 from wxpaykit.simulator.merchants import Merchant, MerchantMode, provision_merchant
-from wxpaykit.simulator.notifications import (
-    build_envelope,
-    new_notification_id,
-    refund_resource,
-    transaction_resource,
-    v2_payment_xml,
-    v2_refund_xml,
-)
+from wxpaykit.simulator.notifier import Notifier
+from wxpaykit.simulator.order_book import OrderBook, OrderRequest
 from wxpaykit.simulator.platform_errors import PlatformError
-from wxpaykit.simulator.state import Delivery, Order, Refund, SimulatorState
+from wxpaykit.simulator.refund_book import RefundBook
+from wxpaykit.simulator.state import Order, Refund, SimulatorState
 
 __all__ = ["OrderRequest", "Simulator", "SimulatorConfig"]
-
-_MAX_REFUNDS_PER_ORDER = 50
-_ORDER_VALID_SECONDS = 7 * 86400
-_REENTRY_MISMATCH = "请求重入时，参数与首次请求时不一致"
-
-
-@dataclass(kw_only=True)
-class SimulatorConfig:
-    """How a simulator runs. Every field has a default that suits local use."""
-
-    #: SQLite file (created if missing) or ``:memory:``.
-    data_path: str | Path = ":memory:"
-    #: Multiplies platform delays: retry schedule, refund processing, migration days.
-    time_scale: float = 1.0
-    #: Real seconds a notify_url has to answer before the attempt counts as failed.
-    ack_timeout_seconds: float = 5.0
-    #: Platform seconds (× time_scale) before a refund completes on its own.
-    refund_delay_seconds: float = 10.0
-    #: Accept any http(s) notify_url; by default only https or http on loopback.
-    allow_any_notify_url: bool = False
-    #: Request timestamps further than this from the clock are refused (SIGN_ERROR).
-    timestamp_tolerance_seconds: int = 300
-    #: ``/secapi/pay/refund`` only on the mutual-TLS listener; turn off to test APIv2
-    #: refunds in process, where there is no TLS at all.
-    require_client_certificate: bool = True
-    #: Seed of the migration ramp draws (chaos has its own seed).
-    seed: int = 0
-    clock: Clock = field(default_factory=SystemClock)
-    #: Where notifications go: None means real HTTP; a transport (e.g. an
-    #: ``httpx.ASGITransport``) delivers in-process.
-    delivery_transport: httpx.AsyncBaseTransport | None = None
-    #: Run the background sender in the app's lifespan (tests with a fake clock
-    #: turn it off and call :meth:`Simulator.run_due`).
-    run_worker: bool = True
-
-
-@dataclass(kw_only=True)
-class OrderRequest:
-    """A prepay request, once validated (APIv3 or APIv2)."""
-
-    mchid: str
-    sub_mchid: str = ""
-    appid: str
-    sub_appid: str = ""
-    out_trade_no: str
-    trade_type: str
-    description: str
-    total: int
-    currency: str = "CNY"
-    notify_url: str
-    attach: str = ""
-    openid: str = ""
-    sub_openid: str = ""
-    time_expire: float | None = None
-    scene_info: dict[str, object] | None = None
-    api: str = "v3"
-    sign_type: str = ""
-    #: Digest of the request's parameters: equal digests are the same request.
-    fingerprint: str
-
-
-def _random_text(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
 class Simulator:
@@ -107,7 +38,9 @@ class Simulator:
         self.config = config or SimulatorConfig()
         self.clock = self.config.clock
         self.state = SimulatorState(self.config.data_path)
-        self.authority = CertificateAuthority.load_or_create(self.state, now=self.clock.now())
+        self.authority = CertificateAuthority.load_or_create(
+            self.state, now=self.clock.now(), key_source=self.config.key_source
+        )
         self._merchants: dict[str, Merchant] = {}
         self.delivery = DeliveryEngine(
             state=self.state,
@@ -118,6 +51,18 @@ class Simulator:
             ack_timeout_seconds=self.config.ack_timeout_seconds,
             transport=self.config.delivery_transport,
             seed=self.config.seed,
+        )
+        notifier = Notifier(
+            clock=self.clock, merchant=self.merchant, delivery=self.delivery, wake=self.wake
+        )
+        self.orders = OrderBook(state=self.state, clock=self.clock, notifier=notifier)
+        self.refunds = RefundBook(
+            state=self.state,
+            clock=self.clock,
+            merchant=self.merchant,
+            notifier=notifier,
+            wake=self.wake,
+            delay_seconds=self.config.refund_delay_seconds * self.config.time_scale,
         )
         #: Set by whoever runs the APIv2 mutual-TLS listener; shown in merchant bundles.
         self.tls_base_url = ""
@@ -146,7 +91,12 @@ class Simulator:
         if mchid is not None and self.merchant(mchid) is not None:
             raise PlatformError(400, "INVALID_REQUEST", f"商户号 {mchid} 已存在")
         merchant = provision_merchant(
-            mode, now=self.clock.now(), authority=self.authority, mchid=mchid, appids=appids
+            mode,
+            now=self.clock.now(),
+            authority=self.authority,
+            mchid=mchid,
+            appids=appids,
+            key_source=self.config.key_source,
         )
         self.save_merchant(merchant)
         return merchant
@@ -174,7 +124,9 @@ class Simulator:
             raise PlatformError(
                 400, "INVALID_REQUEST", "public-key merchants have no platform certificate"
             )
-        entry = merchant.add_platform_certificate(self.clock.now())
+        entry = merchant.add_platform_certificate(
+            self.clock.now(), key_source=self.config.key_source
+        )
         self.save_merchant(merchant)
         return entry.serial_no
 
@@ -183,164 +135,19 @@ class Simulator:
         doc = self.state.load_chaos(mchid) or self.state.load_chaos("*")
         return ChaosSettings.from_json(doc) if doc else ChaosSettings()
 
-    # --- ids ---
-
-    def _date(self) -> str:
-        return format_v2_time(self.clock.now())[:8]
-
-    def _transaction_id(self) -> str:
-        return f"420000{self._date()}{self.state.next_sequence('transaction'):014d}"
-
-    def _refund_id(self) -> str:
-        return f"500000{self._date()}{self.state.next_sequence('refund'):015d}"
-
-    def _prepay_id(self) -> str:
-        return f"wx{format_v2_time(self.clock.now())}{secrets.token_hex(10)}"
-
-    # --- orders ---
+    # --- orders and refunds (the rules are in OrderBook and RefundBook) ---
 
     def create_order(self, request: OrderRequest) -> Order:
         """Place an order, or return the same one for an identical re-submission (§7.1)."""
-        existing = self.state.order_by_out_trade_no(
-            request.mchid, request.sub_mchid, request.out_trade_no
-        )
-        if existing is not None:
-            return self._reentered(existing, request)
-        now = self.clock.now()
-        order = Order(
-            mchid=request.mchid,
-            sub_mchid=request.sub_mchid,
-            appid=request.appid,
-            sub_appid=request.sub_appid,
-            out_trade_no=request.out_trade_no,
-            api=request.api,
-            trade_type=request.trade_type,
-            description=request.description,
-            total=request.total,
-            currency=request.currency,
-            notify_url=request.notify_url,
-            attach=request.attach,
-            openid=request.openid,
-            sub_openid=request.sub_openid,
-            prepay_id=self._prepay_id(),
-            code_token=_random_text(10),
-            transaction_id=self._transaction_id(),
-            created_at=now,
-            expires_at=request.time_expire or now + _ORDER_VALID_SECONDS,
-            fingerprint=request.fingerprint,
-            sign_type=request.sign_type,
-            scene_info=dict(request.scene_info) if request.scene_info else None,
-        )
-        try:
-            return self.state.insert_order(order)
-        except sqlite3.IntegrityError:
-            # A concurrent identical request won the race: answer as a re-submission.
-            raced = self.state.order_by_out_trade_no(
-                request.mchid, request.sub_mchid, request.out_trade_no
-            )
-            if raced is None:
-                raise
-            return self._reentered(raced, request)
-
-    @staticmethod
-    def _reentered(existing: Order, request: OrderRequest) -> Order:
-        if existing.trade_state in ("SUCCESS", "REFUND"):
-            raise PlatformError(400, "ORDERPAID", "该订单已支付", v2_code="ORDERPAID")
-        if existing.trade_state == "CLOSED":
-            raise PlatformError(400, "ORDER_CLOSED", "订单已关闭", v2_code="ORDERCLOSED")
-        if existing.fingerprint != request.fingerprint:
-            raise PlatformError(
-                400, "INVALID_REQUEST", _REENTRY_MISMATCH, v2_code="OUT_TRADE_NO_USED"
-            )
-        return existing
+        return self.orders.create(request)
 
     def close_order(self, order: Order) -> Order:
         """Close an unpaid order; closing a closed one again is fine (§7.4)."""
-        if order.trade_state in ("SUCCESS", "REFUND"):
-            raise PlatformError(400, "ORDERPAID", "订单已支付", v2_code="ORDERPAID")
-        if order.trade_state != "CLOSED":
-            order.trade_state = "CLOSED"
-            self.state.update_order(order)
-        return order
+        return self.orders.close(order)
 
     def pay(self, order: Order, *, success: bool = True, openid: str | None = None) -> Order:
         """The payer pays (or fails to pay) an order; success queues TRANSACTION.SUCCESS."""
-        if order.trade_state in ("SUCCESS", "REFUND"):
-            raise PlatformError(400, "ORDERPAID", "该订单已支付", v2_code="ORDERPAID")
-        if order.trade_state == "CLOSED":
-            raise PlatformError(400, "ORDER_CLOSED", "订单已关闭", v2_code="ORDERCLOSED")
-        now = self.clock.now()
-        if now > order.expires_at:
-            order.trade_state = "CLOSED"
-            self.state.update_order(order)
-            raise PlatformError(400, "ORDER_CLOSED", "订单已过期关闭", v2_code="ORDERCLOSED")
-        if not success:
-            order.trade_state = "PAYERROR"
-            self.state.update_order(order)
-            return order
-        order.trade_state = "SUCCESS"
-        order.success_time = now
-        if openid:
-            order.openid = openid
-        elif not order.openid:
-            order.openid = "o" + _random_text(27)
-        self.state.update_order(order)
-        self._notify_payment(order)
-        return order
-
-    def _notify_payment(self, order: Order) -> None:
-        merchant = self.merchant(order.mchid)
-        if merchant is None:
-            return
-        now = self.clock.now()
-        nid = new_notification_id()
-        if order.api == "v2":
-            body = v2_payment_xml(order, apiv2_key=merchant.apiv2_key)
-        else:
-            body = build_envelope(
-                "TRANSACTION.SUCCESS",
-                transaction_resource(order),
-                merchant.apiv3_key,
-                notification_id=nid,
-                create_time=now,
-            )
-        self._enqueue(
-            order.mchid,
-            nid,
-            order.api,
-            "TRANSACTION.SUCCESS",
-            order.notify_url,
-            body,
-            order.sign_type,
-        )
-
-    def _enqueue(
-        self,
-        mchid: str,
-        nid: str,
-        api: str,
-        event_type: str,
-        url: str,
-        body: bytes,
-        sign_type: str = "",
-    ) -> None:
-        now = self.clock.now()
-        self.delivery.enqueue(
-            Delivery(
-                mchid=mchid,
-                notification_id=nid,
-                api=api,
-                event_type=event_type,
-                notify_url=url,
-                body=body,
-                next_at=now,
-                created_at=now,
-                sign_type=sign_type,
-            )
-        )
-        self.wake()
-
-    # --- refunds ---
+        return self.orders.pay(order, success=success, openid=openid)
 
     def create_refund(
         self,
@@ -356,111 +163,27 @@ class Simulator:
         fingerprint: str = "",
     ) -> Refund:
         """Accept a refund (PROCESSING); the same ``out_refund_no`` returns the same refund."""
-        existing = self.state.refund_by_out_refund_no(order.mchid, order.sub_mchid, out_refund_no)
-        if existing is not None:
-            if existing.order_id != order.id or existing.fingerprint != fingerprint:
-                raise PlatformError(400, "INVALID_REQUEST", _REENTRY_MISMATCH)
-            return existing
-        if order.trade_state not in ("SUCCESS", "REFUND"):
-            raise PlatformError(
-                400,
-                "INVALID_REQUEST",
-                "订单状态不正确，未支付的订单不能退款",
-                v2_code="ORDERNOTPAID",
-            )
-        if total != order.total:
-            raise PlatformError(
-                400,
-                "INVALID_REQUEST",
-                "订单金额或退款金额与之前请求不一致，请核实后再试",
-                v2_code="INVALID_REQUEST",
-            )
-        if order.refund_count >= _MAX_REFUNDS_PER_ORDER:
-            raise PlatformError(
-                403, "RULE_LIMIT", "一笔订单最多可以部分退款50次", v2_code="INVALID_REQUEST"
-            )
-        if refund < 1 or order.refunded + refund > order.total:
-            raise PlatformError(
-                400, "INVALID_REQUEST", "申请退款金额超过订单可退金额", v2_code="INVALID_REQUEST"
-            )
-        merchant = self.merchant(order.mchid)
-        now = self.clock.now()
-        auto = merchant is None or merchant.refund_auto_complete
-        created = self.state.insert_refund(
-            Refund(
-                mchid=order.mchid,
-                sub_mchid=order.sub_mchid,
-                order_id=order.id,
-                out_refund_no=out_refund_no,
-                refund_id=self._refund_id(),
-                api=api,
-                refund=refund,
-                total=total,
-                reason=reason,
-                notify_url=notify_url,
-                funds_account=funds_account,
-                created_at=now,
-                complete_at=now + self.config.refund_delay_seconds * self.time_scale
-                if auto
-                else None,
-                fingerprint=fingerprint,
-            )
+        return self.refunds.create(
+            order,
+            out_refund_no=out_refund_no,
+            refund=refund,
+            total=total,
+            reason=reason,
+            notify_url=notify_url,
+            funds_account=funds_account,
+            api=api,
+            fingerprint=fingerprint,
         )
-        order.refund_count += 1
-        order.refunded += refund
-        self.state.update_order(order)
-        self.wake()
-        return created
 
     def complete_refund(self, refund: Refund, outcome: str = "SUCCESS") -> Refund:
         """Finish a PROCESSING (or ABNORMAL) refund and queue its REFUND.* notification."""
-        if outcome not in ("SUCCESS", "ABNORMAL", "CLOSED"):
-            raise PlatformError(400, "PARAM_ERROR", "outcome must be SUCCESS, ABNORMAL or CLOSED")
-        if refund.status not in ("PROCESSING", "ABNORMAL"):
-            raise PlatformError(400, "INVALID_REQUEST", f"退款已是终态 {refund.status}")
-        order = self.state.order_by_id(refund.order_id)
-        if order is None:
-            raise PlatformError(404, "ORDER_NOT_EXIST", "订单不存在")
-        now = self.clock.now()
-        refund.status = outcome
-        refund.complete_at = None
-        if outcome == "SUCCESS":
-            refund.success_time = now
-            if order.trade_state == "SUCCESS":
-                order.trade_state = "REFUND"
-        elif outcome == "CLOSED":
-            order.refunded -= refund.refund
-        self.state.update_refund(refund)
-        self.state.update_order(order)
-        self._notify_refund(refund, order)
-        return refund
-
-    def _notify_refund(self, refund: Refund, order: Order) -> None:
-        merchant = self.merchant(order.mchid)
-        url = refund.notify_url or order.notify_url
-        if merchant is None or not url:
-            return
-        nid = new_notification_id()
-        event_type = f"REFUND.{refund.status}"
-        if refund.api == "v2":
-            body = v2_refund_xml(refund, order, appid=order.appid, apiv2_key=merchant.apiv2_key)
-        else:
-            body = build_envelope(
-                event_type,
-                refund_resource(refund, order),
-                merchant.apiv3_key,
-                notification_id=nid,
-                create_time=self.clock.now(),
-            )
-        self._enqueue(order.mchid, nid, refund.api, event_type, url, body)
+        return self.refunds.complete(refund, outcome)
 
     # --- the scheduler ---
 
     async def run_due(self) -> int:
         """Complete due refunds, then make every due delivery attempt; returns deliveries handled."""
-        for refund in self.state.due_refunds(self.clock.now()):
-            with contextlib.suppress(PlatformError):
-                self.complete_refund(refund, "SUCCESS")
+        self.refunds.complete_due()
         return await self.delivery.run_due()
 
     def wake(self) -> None:

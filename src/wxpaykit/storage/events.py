@@ -126,8 +126,18 @@ event_deliveries = Table(
     Index(
         "ix_event_deliveries_sink_status_next_attempt_at_ms", "sink", "status", "next_attempt_at_ms"
     ),
-    Index("ix_event_deliveries_sink_aggregate_key_event_seq", "sink", "aggregate_key", "event_seq"),
-    Index("ix_event_deliveries_status_event_seq", "status", "event_seq"),
+    # The ordering check ("an earlier event of this order is still pending?") probes
+    # this index with equalities on its first three columns; keep status in it, or
+    # the planner may scan every pending row per candidate.
+    Index(
+        "ix_event_deliveries_sink_aggregate_key_status_event_seq",
+        "sink",
+        "aggregate_key",
+        "status",
+        "event_seq",
+    ),
+    # Walk due deliveries in event order and stop at the claim limit.
+    Index("ix_event_deliveries_sink_status_event_seq", "sink", "status", "event_seq"),
 )
 
 event_delivery_attempts = Table(

@@ -8,6 +8,9 @@ simulator (uvicorn, starlette) is loaded when a fixture is first used.
   (:class:`~wxpaykit.testing.simulator.ServedSimulator`; ``base_url``, ``tls_base_url``);
 * ``wxpaykit_merchant`` / ``wxpaykit_public_key_merchant``: a fresh merchant bundle on it;
 * ``wxpaykit_fake_clock``: a :class:`~wxpaykit.testing.simulator.FakeClock`.
+
+The session simulator draws its RSA keys from the shared test key pool
+(:func:`~wxpaykit.testing.keys.shared_key_pool`), so a merchant costs milliseconds.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def wxpaykit_simulator() -> Iterator[ServedSimulator]:
-    """A simulator served for the session (in-memory state, real time, mutual TLS on)."""
+    """A simulator served for the session (in-memory state, real time, mutual TLS on, pooled keys)."""
     from wxpaykit.testing.simulator import serve_simulator
 
     with serve_simulator() as simulator:
