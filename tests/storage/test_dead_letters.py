@@ -28,7 +28,7 @@ async def test_dead_letter_is_redriven_and_resolved(ledger: SqlLedger, mchid: st
     stored = await ledger.get_order(mchid, "T1")
     assert stored is not None
     assert stored.state == "SUCCESS"
-    assert await event_types(ledger, mchid) == ["payment.paid"]
+    assert await event_types(ledger, mchid) == ["payment.succeeded"]
     async with ledger.engine.connect() as connection:
         row = (
             await connection.execute(
@@ -55,7 +55,7 @@ async def test_dead_letter_of_an_already_recorded_notification_resolves_as_dupli
 
     mine = [r for r in report.results if r.mchid == mchid]
     assert [r.outcome for r in mine] == [RecordOutcome.DUPLICATE]
-    assert await event_types(ledger, mchid) == ["payment.paid"]
+    assert await event_types(ledger, mchid) == ["payment.succeeded"]
 
 
 def test_codec_round_trip_drops_only_the_openid() -> None:

@@ -29,7 +29,7 @@ async def test_fifty_concurrent_twins_apply_once(ledger: SqlLedger, mchid: str) 
     assert outcomes == {RecordOutcome.APPLIED: 1, RecordOutcome.DUPLICATE: COPIES - 1}
     assert sum(len(result.transitions) for result in results) == 1
     assert sum(len(result.event_ids) for result in results) == 1
-    assert await event_types(ledger, mchid) == ["payment.paid"]
+    assert await event_types(ledger, mchid) == ["payment.succeeded"]
     assert await notification_count(ledger, mchid) == 1
     stored = await ledger.get_order(mchid, "T1")
     assert stored is not None
@@ -50,7 +50,7 @@ async def test_fifty_resends_under_new_ids_apply_once(ledger: SqlLedger, mchid: 
 
     outcomes = Counter(result.outcome for result in results)
     assert outcomes == {RecordOutcome.APPLIED: 1, RecordOutcome.NO_CHANGE: COPIES - 1}
-    assert await event_types(ledger, mchid) == ["payment.paid"]
+    assert await event_types(ledger, mchid) == ["payment.succeeded"]
     assert await notification_count(ledger, mchid) == COPIES
 
 
@@ -74,7 +74,7 @@ async def test_concurrent_partial_refunds_never_exceed_the_paid_amount(
     assert stored is not None
     assert (stored.refunded_total, stored.refund_count, stored.state) == (90, 3, "REFUND")
     kinds = Counter(await event_types(ledger, mchid))
-    assert kinds == {"payment.paid": 1, "refund.succeeded": 3, "refund.exceeds_paid": 9}
+    assert kinds == {"payment.succeeded": 1, "refund.succeeded": 3, "refund.exceeds_paid": 9}
     async with ledger.engine.connect() as connection:
         applied_sum = await connection.scalar(
             select(func.coalesce(func.sum(refunds.c.amount), 0)).where(
@@ -97,4 +97,4 @@ async def test_same_refund_resent_concurrently_counts_once(ledger: SqlLedger, mc
     stored = await ledger.get_order(mchid, "T1")
     assert stored is not None
     assert (stored.refunded_total, stored.refund_count) == (40, 1)
-    assert Counter(await event_types(ledger, mchid)) == {"payment.paid": 1, "refund.succeeded": 1}
+    assert Counter(await event_types(ledger, mchid)) == {"payment.succeeded": 1, "refund.succeeded": 1}

@@ -68,7 +68,7 @@ async def test_second_transaction_for_a_paid_order_is_an_anomaly(
     result = await ledger.record_notification(payment(mchid, "T1", transaction_id="4200000002"))
 
     assert result.outcome is RecordOutcome.ANOMALY
-    assert await event_types(ledger, mchid) == ["payment.paid", "payment.transaction_mismatch"]
+    assert await event_types(ledger, mchid) == ["payment.succeeded", "payment.transaction_mismatch"]
 
 
 async def test_paid_after_close_applies_and_flags_for_review(ledger: SqlLedger, mchid: str) -> None:
@@ -90,7 +90,7 @@ async def test_paid_after_close_applies_and_flags_for_review(ledger: SqlLedger, 
         ).all()
     assert [row.type for row in rows] == [
         "payment.closed",
-        "payment.paid",
+        "payment.succeeded",
         "payment.paid_after_close",
     ]
     review = json.loads(rows[-1].payload)
@@ -142,7 +142,7 @@ async def test_refund_before_payment_is_held_then_counted_when_paid(
     assert released.applied
     assert await event_types(ledger, mchid) == [
         "refund.pending_payment",
-        "payment.paid",
+        "payment.succeeded",
         "refund.succeeded",
     ]
     # the refund's own re-send after that changes nothing

@@ -26,8 +26,8 @@ from wxpaykit.storage.state_machine import (
     effective_payment_state,
 )
 
-PAID = "SUCCESS payment.paid"
-PAID_LATE = "SUCCESS payment.paid payment.paid_after_close"
+PAID = "SUCCESS payment.succeeded"
+PAID_LATE = "SUCCESS payment.succeeded payment.paid_after_close"
 
 #: "current + incoming" -> "new_state event..."; every other pair applies nothing.
 EXPECTED_PAYMENT = {

@@ -17,7 +17,7 @@ row is stored (status SUCCESS, ``applied`` false), the order's ``held_refunds`` 
 goes up, the outcome is UNMATCHED with a ``refund.pending_payment`` event. When the
 payment notification is applied (WeChat keeps re-sending it until we acknowledge it), the
 held refunds are counted in the same transaction and ``refund.succeeded`` is emitted then.
-Implying the payment would emit ``payment.paid`` from a refund message that does not carry
+Implying the payment would emit ``payment.succeeded`` from a refund message that does not carry
 the payment's own amount check, so we wait for the real one.
 """
 

@@ -10,7 +10,7 @@ Decisions on late and out-of-order events (see ``docs/storage.md``):
   so the order becomes ``SUCCESS`` whatever it was before (``CLOSED``, ``REVOKED``,
   ``PAYERROR``, or ``NOTPAY``/``USERPAYING`` past its ``expires_at_ms``, the pseudo-state
   :data:`EXPIRED`), and ``payment.paid_after_close`` is emitted next to
-  ``payment.paid`` for a human to review (refund or deliver).
+  ``payment.succeeded`` for a human to review (refund or deliver).
 * **Late failures after success** (``CLOSED``/``PAYERROR``/``REVOKED`` arriving after
   ``SUCCESS``) change nothing: a paid order is never un-paid by a notification.
 * **Nothing goes back** to ``NOTPAY`` or ``USERPAYING``; the graph has no cycle, so every
@@ -66,8 +66,8 @@ def _t(to_state: str, *events: str) -> Transition:
 
 
 _S = TradeState
-_PAID = _t(_S.SUCCESS, "payment.paid")
-_PAID_LATE = _t(_S.SUCCESS, "payment.paid", "payment.paid_after_close")
+_PAID = _t(_S.SUCCESS, "payment.succeeded")
+_PAID_LATE = _t(_S.SUCCESS, "payment.succeeded", "payment.paid_after_close")
 _CLOSED = _t(_S.CLOSED, "payment.closed")
 _FAILED = _t(_S.PAYERROR, "payment.failed")
 _REVOKED = _t(_S.REVOKED, "payment.revoked")
