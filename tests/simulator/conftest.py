@@ -9,16 +9,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from wxpaykit.simulator import MerchantBundle, SimulatorConfig
 from wxpaykit.testing.keys import shared_key_pool
 from wxpaykit.testing.simulator import FakeClock, InProcessSimulator, running_simulator
 
 NOTIFY_URL = "https://merchant.example/notify"
+
+
+async def read_body(receive: Receive) -> bytes:
+    """The whole body of an ASGI request."""
+    body = b""
+    while True:
+        message = await receive()
+        body += bytes(message.get("body", b""))
+        if not message.get("more_body"):
+            return body
 
 
 @dataclass
@@ -40,17 +51,33 @@ class Receiver:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         self.received.append(ReceivedNotification(headers=headers, body=body))
         status = self.statuses.pop(0) if self.statuses else self.default_status
         await send({"type": "http.response.start", "status": status, "headers": []})
         await send({"type": "http.response.body", "body": self.reply_body})
+
+
+def fake_clock_config(
+    clock: FakeClock,
+    notify_app: ASGIApp | None = None,
+    *,
+    time_scale: float = 1.0,
+    data_path: str | Path = ":memory:",
+) -> SimulatorConfig:
+    """Pooled test keys, ``clock``, no background worker (the test calls ``run_due``).
+
+    Notifications go in process to ``notify_app``, or over real HTTP without one.
+    """
+    return SimulatorConfig(
+        key_source=shared_key_pool(),
+        clock=clock,
+        run_worker=False,
+        time_scale=time_scale,
+        data_path=data_path,
+        delivery_transport=None if notify_app is None else httpx.ASGITransport(app=notify_app),
+    )
 
 
 @pytest.fixture
@@ -68,13 +95,7 @@ def receiver() -> Receiver:
 @pytest.fixture
 async def sim(fake_clock: FakeClock, receiver: Receiver) -> AsyncIterator[InProcessSimulator]:
     """An in-process simulator on the fake clock, delivering to ``receiver``."""
-    config = SimulatorConfig(
-        key_source=shared_key_pool(),
-        clock=fake_clock,
-        run_worker=False,
-        delivery_transport=httpx.ASGITransport(app=receiver),
-    )
-    async with running_simulator(config) as simulator:
+    async with running_simulator(fake_clock_config(fake_clock, receiver)) as simulator:
         yield simulator
 
 

@@ -65,6 +65,15 @@ def _check_wechatpy_sign(reply: dict[str, str], key: str, *, hmac_sha256: bool =
     assert reply["sign"] == expected
 
 
+async def _pay_v2_order_and_notify(sim: InProcessSimulator, merchant: MerchantBundle) -> None:
+    """Place an APIv2 Native order, pay it, and make the notification's first attempt."""
+    response = await sim.http.post(
+        "/pay/unifiedorder", content=_signed_xml(merchant, _unified(merchant))
+    )
+    sim.pay(code_url=parse_xml(response.content)["code_url"])
+    await sim.run_due()
+
+
 @pytest.mark.parametrize("hmac_sha256", [False, True])
 async def test_unifiedorder_and_orderquery(
     sim: InProcessSimulator, merchant: MerchantBundle, hmac_sha256: bool
@@ -150,15 +159,7 @@ async def test_v2_payment_notification_verifies_in_wechatpy(
 ) -> None:
     receiver.reply_body = b"<xml><return_code><![CDATA[SUCCESS]]></return_code><return_msg><![CDATA[OK]]></return_msg></xml>"
     receiver.default_status = 200
-    reply = parse_xml(
-        (
-            await sim.http.post(
-                "/pay/unifiedorder", content=_signed_xml(merchant, _unified(merchant))
-            )
-        ).content
-    )
-    sim.pay(code_url=reply["code_url"])
-    await sim.run_due()
+    await _pay_v2_order_and_notify(sim, merchant)
     [got] = receiver.received
     wechatpy = WeChatPayV2(appid=merchant.appid, api_key=merchant.apiv2_key, mch_id=merchant.mchid)
     result = wechatpy.parse_payment_result(got.body)
@@ -172,15 +173,7 @@ async def test_v2_notification_needs_success_xml_ack(
 ) -> None:
     receiver.default_status = 200
     receiver.reply_body = b"success"
-    reply = parse_xml(
-        (
-            await sim.http.post(
-                "/pay/unifiedorder", content=_signed_xml(merchant, _unified(merchant))
-            )
-        ).content
-    )
-    sim.pay(code_url=reply["code_url"])
-    await sim.run_due()
+    await _pay_v2_order_and_notify(sim, merchant)
     [delivery] = (await sim.http.get("/sim/notifications")).json()["notifications"]
     assert delivery["status"] == "pending"
 

@@ -7,17 +7,15 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from tests.simulator.conftest import native_order
+from tests.simulator.conftest import fake_clock_config, native_order, read_body
 from wxpaykit.core.crypto import aes_gcm_open
 from wxpaykit.core.notifications import parse_notification
 from wxpaykit.errors import WxPayKitError
-from wxpaykit.simulator import ChaosSettings, MerchantBundle, SimulatorConfig
+from wxpaykit.simulator import ChaosSettings, MerchantBundle
 from wxpaykit.simulator.chaos import draw
-from wxpaykit.testing.keys import shared_key_pool
 from wxpaykit.testing.simulator import FakeClock, InProcessSimulator, running_simulator
 
 
@@ -31,12 +29,7 @@ class VerifyingReceiver:
         self.refused: list[str] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode(): v.decode() for k, v in scope["headers"]}
         assert self.bundle is not None
         try:
@@ -66,13 +59,7 @@ def gateway(fake_clock: FakeClock) -> VerifyingReceiver:
 async def chaos_sim(
     fake_clock: FakeClock, gateway: VerifyingReceiver
 ) -> AsyncIterator[InProcessSimulator]:
-    config = SimulatorConfig(
-        key_source=shared_key_pool(),
-        clock=fake_clock,
-        run_worker=False,
-        delivery_transport=httpx.ASGITransport(app=gateway),
-    )
-    async with running_simulator(config) as sim:
+    async with running_simulator(fake_clock_config(fake_clock, gateway)) as sim:
         gateway.bundle = sim.create_merchant("certificate")
         yield sim
 
@@ -244,13 +231,7 @@ async def test_chaos_api_validates_and_scopes(
 
 async def test_migration_ramp_signs_notifications_with_both_keys(fake_clock: FakeClock) -> None:
     gateway = VerifyingReceiver(fake_clock)
-    config = SimulatorConfig(
-        key_source=shared_key_pool(),
-        clock=fake_clock,
-        run_worker=False,
-        delivery_transport=httpx.ASGITransport(app=gateway),
-    )
-    async with running_simulator(config) as sim:
+    async with running_simulator(fake_clock_config(fake_clock, gateway)) as sim:
         bundle = gateway.bundle = sim.create_merchant("migration")
         await sim.http.patch(f"/sim/merchants/{bundle.mchid}", json={"public_key_fraction": 0.5})
         for n in range(12):

@@ -1,7 +1,9 @@
 """Done-when: from a shell, start the simulator, create a merchant, order, pay, get notified.
 
-Every step is a ``wxpaykit`` subprocess; the notify_url is a real HTTP server on a free
-loopback port, and the notification it receives is verified with the core.
+Every step of that path is a ``wxpaykit`` subprocess; the notify_url is a real HTTP
+server on a free loopback port, and the notification it receives is verified with the
+core. The inspection commands that follow (notifications, chaos) run in process through
+typer's runner against the same served simulator, which saves a Python start-up each.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from wxpaykit.cli.sim import app as sim_app
 from wxpaykit.core.models import Transaction
 from wxpaykit.core.notifications import parse_notification
 from wxpaykit.simulator import MerchantBundle
@@ -95,6 +99,12 @@ def _run(*args: str) -> str:
     return done.stdout
 
 
+def _run_in_process(*args: str) -> str:
+    result = CliRunner().invoke(sim_app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 def test_merchant_order_pay_and_notification_from_the_command_line(
     sim_url: str, inbox: tuple[str, queue.Queue[tuple[dict[str, str], bytes]]], tmp_path: Path
 ) -> None:
@@ -137,10 +147,8 @@ def test_merchant_order_pay_and_notification_from_the_command_line(
     )
     assert isinstance(notification.resource, Transaction)
     assert notification.resource.out_trade_no == order["out_trade_no"]
-    listing = json.loads(_run("notifications", "--url", sim_url, "--json"))
+    listing = json.loads(_run_in_process("notifications", "--url", sim_url, "--json"))
     assert listing[0]["attempts"][0]["status"] == 204
-    assert "chaos off" in _run("chaos", "off", "--url", sim_url)
-    assert (
-        json.loads(_run("chaos", "set", "probe_rate=0.5", "seed=9", "--url", sim_url))["probe_rate"]
-        == 0.5
-    )
+    assert "chaos off" in _run_in_process("chaos", "off", "--url", sim_url)
+    chaos = _run_in_process("chaos", "set", "probe_rate=0.5", "seed=9", "--url", sim_url)
+    assert json.loads(chaos)["probe_rate"] == 0.5

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.simulator.conftest import Receiver, native_order
+from tests.simulator.conftest import Receiver, fake_clock_config, native_order
 from wxpaykit.core.models import Transaction
 from wxpaykit.core.notifications import parse_notification
 from wxpaykit.simulator import MerchantBundle, SimulatorConfig
@@ -106,13 +106,7 @@ async def test_only_200_and_204_acknowledge(
 
 async def test_time_scale_shrinks_the_schedule(fake_clock: FakeClock, receiver: Receiver) -> None:
     receiver.default_status = 503
-    config = SimulatorConfig(
-        key_source=shared_key_pool(),
-        clock=fake_clock,
-        run_worker=False,
-        time_scale=0.01,
-        delivery_transport=httpx.ASGITransport(app=receiver),
-    )
+    config = fake_clock_config(fake_clock, receiver, time_scale=0.01)
     async with running_simulator(config) as sim:
         bundle = sim.create_merchant()
         await _paid_order(sim, bundle)
@@ -124,8 +118,7 @@ async def test_time_scale_shrinks_the_schedule(fake_clock: FakeClock, receiver: 
 
 
 async def test_unreachable_notify_url_is_retried(fake_clock: FakeClock) -> None:
-    config = SimulatorConfig(key_source=shared_key_pool(), clock=fake_clock, run_worker=False)
-    async with running_simulator(config) as sim:
+    async with running_simulator(fake_clock_config(fake_clock)) as sim:
         bundle = sim.create_merchant()
         body = {**native_order(bundle), "notify_url": "http://127.0.0.1:9/notify"}
         prepay = await sim.request(bundle, "POST", "/v3/pay/transactions/native", json_body=body)
@@ -142,26 +135,14 @@ async def test_pending_deliveries_resume_after_restart(
 ) -> None:
     database = tmp_path / "sim.db"
     failing = Receiver(default_status=500)
-    config = SimulatorConfig(
-        key_source=shared_key_pool(),
-        data_path=database,
-        clock=fake_clock,
-        run_worker=False,
-        delivery_transport=httpx.ASGITransport(app=failing),
-    )
+    config = fake_clock_config(fake_clock, failing, data_path=database)
     async with running_simulator(config) as sim:
         bundle = sim.create_merchant()
         await _paid_order(sim, bundle)
         await sim.run_due()
         assert len(failing.received) == 1
     healthy = Receiver()
-    config = SimulatorConfig(
-        key_source=shared_key_pool(),
-        data_path=database,
-        clock=fake_clock,
-        run_worker=False,
-        delivery_transport=httpx.ASGITransport(app=healthy),
-    )
+    config = fake_clock_config(fake_clock, healthy, data_path=database)
     async with running_simulator(config) as restarted:
         fake_clock.advance(15)
         assert await restarted.run_due() == 1

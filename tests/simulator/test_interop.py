@@ -12,13 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from tests.simulator.conftest import NOTIFY_URL, Receiver, native_order
-from wxpaykit.simulator import MerchantBundle, SimulatorConfig
-from wxpaykit.testing.keys import shared_key_pool
+from tests.simulator.conftest import NOTIFY_URL, Receiver, fake_clock_config, native_order
+from wxpaykit.simulator import MerchantBundle
 from wxpaykit.testing.simulator import (
     FakeClock,
     ServedSimulator,
@@ -118,13 +116,7 @@ def test_wechatpayv3_public_key_mode(served: ServedSimulator) -> None:
 async def test_wechatpayv3_accepts_delivered_notifications(mode: str, tmp_path: Path) -> None:
     receiver = Receiver()
     clock = FakeClock()
-    config = SimulatorConfig(
-        key_source=shared_key_pool(),
-        clock=clock,
-        run_worker=False,
-        delivery_transport=httpx.ASGITransport(app=receiver),
-    )
-    async with running_simulator(config) as sim:
+    async with running_simulator(fake_clock_config(clock, receiver)) as sim:
         bundle = sim.create_merchant(mode)
         await sim.http.patch(f"/sim/merchants/{bundle.mchid}", json={"public_key_fraction": 1})
         prepay = await sim.request(

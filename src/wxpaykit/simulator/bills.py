@@ -61,6 +61,24 @@ def _beijing(timestamp: float) -> str:
     return dt.datetime.fromtimestamp(timestamp, BEIJING).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _order_columns(order: Order, at: float, trade_state: str) -> list[object]:
+    """The trade bill's first twelve columns, shared by payment and refund rows."""
+    return [
+        _beijing(at),
+        order.appid,
+        order.mchid,
+        order.sub_mchid or "0",
+        "",  # device number (设备号)
+        order.transaction_id,
+        order.out_trade_no,
+        order.openid,
+        order.trade_type,
+        trade_state,
+        "OTHERS",  # paying bank (付款银行)
+        order.currency,
+    ]
+
+
 def _day_events(
     state: SimulatorState, mchid: str, sub_mchid: str | None, day: dt.date
 ) -> tuple[list[Order], list[tuple[Refund, Order]]]:
@@ -89,18 +107,7 @@ def trade_bill(
             lines.append(
                 _row(
                     [
-                        _beijing(o.success_time or o.created_at),
-                        o.appid,
-                        o.mchid,
-                        o.sub_mchid or "0",
-                        "",
-                        o.transaction_id,
-                        o.out_trade_no,
-                        o.openid,
-                        o.trade_type,
-                        "SUCCESS",
-                        "OTHERS",
-                        o.currency,
+                        *_order_columns(o, o.success_time or o.created_at, "SUCCESS"),
                         _yuan(o.total),
                         "0.00",
                         "0",
@@ -128,18 +135,7 @@ def trade_bill(
             lines.append(
                 _row(
                     [
-                        _beijing(r.success_time or r.created_at),
-                        o.appid,
-                        o.mchid,
-                        o.sub_mchid or "0",
-                        "",
-                        o.transaction_id,
-                        o.out_trade_no,
-                        o.openid,
-                        o.trade_type,
-                        "REFUND",
-                        "OTHERS",
-                        o.currency,
+                        *_order_columns(o, r.success_time or r.created_at, "REFUND"),
                         "0.00",
                         "0.00",
                         r.refund_id,
@@ -177,6 +173,33 @@ def trade_bill(
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
 
 
+def _fund_row(
+    at: float,
+    business_id: str,
+    business: str,
+    direction: str,
+    amount: int,
+    balance: float,
+    voucher_no: str,
+) -> str:
+    """One fund-flow line: ``business`` (交易/退款) is both name and type; amounts in fen."""
+    return _row(
+        [
+            _beijing(at),
+            business_id,
+            f"{business_id}01",  # fund flow number (资金流水单号)
+            business,
+            business,
+            direction,
+            _yuan(amount),
+            _yuan(balance),
+            "system",
+            "",
+            voucher_no,
+        ]
+    )
+
+
 def fund_flow_bill(state: SimulatorState, mchid: str, day: dt.date, account_type: str) -> bytes:
     """The fund-flow bill (资金账单) of one merchant and day; only BASIC has entries."""
     lines = [_FUND_HEADER]
@@ -190,20 +213,14 @@ def fund_flow_bill(state: SimulatorState, mchid: str, day: dt.date, account_type
             income += o.total
             income_count += 1
             lines.append(
-                _row(
-                    [
-                        _beijing(o.success_time or o.created_at),
-                        o.transaction_id,
-                        f"{o.transaction_id}01",
-                        "交易",
-                        "交易",
-                        "收入",
-                        _yuan(o.total),
-                        _yuan(balance),
-                        "system",
-                        "",
-                        o.out_trade_no,
-                    ]
+                _fund_row(
+                    o.success_time or o.created_at,
+                    o.transaction_id,
+                    "交易",
+                    "收入",
+                    o.total,
+                    balance,
+                    o.out_trade_no,
                 )
             )
         for r, _order in refunds:
@@ -211,20 +228,14 @@ def fund_flow_bill(state: SimulatorState, mchid: str, day: dt.date, account_type
             expense += r.refund
             expense_count += 1
             lines.append(
-                _row(
-                    [
-                        _beijing(r.success_time or r.created_at),
-                        r.refund_id,
-                        f"{r.refund_id}01",
-                        "退款",
-                        "退款",
-                        "支出",
-                        _yuan(r.refund),
-                        _yuan(balance),
-                        "system",
-                        "",
-                        r.out_refund_no,
-                    ]
+                _fund_row(
+                    r.success_time or r.created_at,
+                    r.refund_id,
+                    "退款",
+                    "支出",
+                    r.refund,
+                    balance,
+                    r.out_refund_no,
                 )
             )
     lines.append(_FUND_SUMMARY)
