@@ -7,12 +7,13 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wxpaykit.core.keys import PlatformCertificate, WeChatPayPublicKey, load_platform_certificate
-from wxpaykit.core.signing import sign_response_headers
+from wxpaykit.core.signing import build_response_message, sign_response_headers
 from wxpaykit.core.verification import (
     SignedHeaders,
     TrustedKeys,
@@ -434,3 +435,34 @@ def test_empty_key_set_has_no_encryption_key() -> None:
     assert keys.newest_certificate() is None
     with pytest.raises(UnknownSerialError, match="no platform certificate"):
         keys.encryption_key()
+
+
+# --- RSA encode-and-compare edge: a signature one byte short ------------------------------
+
+
+def test_signature_with_its_leading_zero_byte_dropped_is_refused(
+    long_lived_platform_cert: GeneratedCertificate, platform: PlatformCertificate
+) -> None:
+    # OpenSSL's recover would accept k-1 octets; RFC 8017 §8.2.2 step 1 demands exactly k.
+    private_key = long_lived_platform_cert.private_key
+    public_key = private_key.public_key()
+    keys = TrustedKeys(certificates=[platform])
+    for attempt in range(5000):
+        nonce = f"nonce{attempt:027d}"
+        message = build_response_message(SIGNED_AT, nonce, BODY)
+        raw = private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+        if raw[0] == 0:
+            break
+    else:  # pragma: no cover - probability about (255/256)**5000
+        pytest.fail("no signature with a leading zero byte found")
+    public_key.verify(raw, message, padding.PKCS1v15(), hashes.SHA256())  # the full one is good
+    headers = {
+        "Wechatpay-Timestamp": str(SIGNED_AT),
+        "Wechatpay-Nonce": nonce,
+        "Wechatpay-Serial": platform.serial_no,
+        "Wechatpay-Signature": base64.b64encode(raw[1:]).decode(),
+    }
+    with pytest.raises(SignatureMismatchError):
+        verify_signature(headers, BODY, keys, now=NOW)
+    headers["Wechatpay-Signature"] = base64.b64encode(raw).decode()
+    assert verify_signature(headers, BODY, keys, now=NOW).serial == platform.serial_no
