@@ -8,6 +8,13 @@ from __future__ import annotations
 
 import typer
 
+from wxpaykit.cli.db import commands as db_commands
+from wxpaykit.cli.demo import commands as demo_commands
+from wxpaykit.cli.doctor import app as doctor_app
+from wxpaykit.cli.events import commands as events_commands
+from wxpaykit.cli.serve import commands as serve_commands
+from wxpaykit.cli.sim import app as sim_app
+
 app = typer.Typer(
     name="wxpaykit",
     help="WeChat Pay toolkit: diagnose notifications, run the gateway, simulate WeChat Pay.",
@@ -22,16 +29,11 @@ def _root() -> None:
 
 
 # --- subcommand registrations (one line each) ---
-from wxpaykit.cli.db import commands as db_commands  # noqa: E402
 app.add_typer(db_commands)  # db upgrade/current/purge-raw
-app.add_typer(__import__("wxpaykit.cli.sim", fromlist=["app"]).app, name="sim")
-from wxpaykit.cli.serve import commands as serve_commands  # noqa: E402
+app.add_typer(sim_app, name="sim")  # sim, sim merchant/pay/chaos/...
 app.add_typer(serve_commands)  # serve, init, replay
-from wxpaykit.cli.demo import commands as demo_commands  # noqa: E402
 app.add_typer(demo_commands)  # demo
-from wxpaykit.cli.events import commands as events_commands  # noqa: E402
 app.add_typer(events_commands)  # worker, events list/show/replay/schema
-from wxpaykit.cli.doctor import app as doctor_app  # noqa: E402
 app.add_typer(doctor_app, name="doctor")  # doctor notification
 
 
