@@ -51,17 +51,8 @@ def require_service(name: str, host: str, port: int) -> None:
 
 
 async def migrate_all(url: str) -> None:
-    """Run the migrations; TEMPORARY: also create tables still missing from them."""
+    """Bring ``url`` to the latest schema with the project's migrations, nothing else."""
     await migrate.upgrade(url)
-    from wxpaykit.storage.dialects import create_engine
-    from wxpaykit.storage.schema import metadata
-
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.begin() as connection:
-            await connection.run_sync(lambda sync: metadata.create_all(sync, checkfirst=True))
-    finally:
-        await engine.dispose()
 
 
 @asynccontextmanager

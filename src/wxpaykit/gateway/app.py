@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 
 from wxpaykit.core.verification import TrustedKeys
 from wxpaykit.gateway.endpoints import NotificationEndpoints, healthz
@@ -48,11 +49,14 @@ def create_app(
     platform_keys: Mapping[str, TrustedKeys] | None = None,
     on_startup: list[Hook] | None = None,
     on_shutdown: list[Hook] | None = None,
+    admin_engine: AsyncEngine | None = None,
 ) -> Starlette:
     """Build the ASGI app around ``ledger``.
 
     Without ``nonce_guard``, a Redis guard is opened when ``settings.redis_url`` is set
-    (and closed with the app), else nonces go to the ledger.
+    (and closed with the app), else nonces go to the ledger. With ``admin_engine`` (the
+    database holding the outbox) and ``settings.admin_token``, the dispatch admin API
+    (list, show and replay deliveries) is mounted at ``/admin``.
     """
     metrics = metrics or GatewayMetrics()
     ledger_guard = LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds)
@@ -92,7 +96,7 @@ def create_app(
             if redis is not None:
                 await redis.aclose()
 
-    routes = [
+    routes: list[BaseRoute] = [
         Route("/notify/v3/{mchid}", endpoints.notify_v3, methods=["POST"]),
         Route("/notify/v2/{mchid}", endpoints.notify_v2, methods=["POST"]),
         Route("/healthz", healthz, methods=["GET"]),
@@ -100,6 +104,10 @@ def create_app(
         Route("/metrics", endpoints.metrics_endpoint, methods=["GET"]),
         *(extra_routes or []),
     ]
+    if admin_engine is not None and settings.admin_token:
+        from wxpaykit.dispatch.admin import admin_router
+
+        routes.append(Mount("/admin", app=admin_router(admin_engine, token=settings.admin_token)))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.settings = settings
     app.state.ledger = ledger

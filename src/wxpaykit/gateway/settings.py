@@ -4,6 +4,10 @@
 loader itself takes a mapping, so tests pass their own. Key material is loaded (and
 checked) when the settings are built, so a wrong path fails at start-up, naming the file.
 
+The ``[dispatch]`` table (``[dispatch.worker]``, ``[[dispatch.sinks]]``) is the event
+dispatcher's own (see :mod:`wxpaykit.dispatch.config`); it is validated here too, so
+``wxpaykit serve`` can run the worker in-process (``[gateway] embedded_worker``).
+
 Secrets (APIv3 and APIv2 keys, the API bearer token, the merchant private key) come
 from files or environment variables, never from the TOML text itself, and are held in
 ``repr=False`` fields: printing the settings cannot leak them.
@@ -25,6 +29,7 @@ from wxpaykit.core.keys import (
     read_key_file,
 )
 from wxpaykit.core.verification import DEFAULT_TOLERANCE_SECONDS, TrustedKeys
+from wxpaykit.dispatch.config import DispatchSettings, parse_dispatch_settings
 from wxpaykit.errors import ConfigurationError
 
 __all__ = [
@@ -55,7 +60,14 @@ _SCALARS: dict[str, type] = {
     "tolerance_seconds": int,
     "raw_retention_days": int,
     "log_level": str,
+    "embedded_worker": bool,
 }
+#: [gateway] keys naming secret files (their values come from the file or the environment).
+_SECRET_FILES = {"api_token_file", "admin_token_file"}
+#: The dispatch admin router refuses shorter bearer tokens.
+MIN_ADMIN_TOKEN_LENGTH = 16
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +111,19 @@ class GatewaySettings:
     log_level: str = "info"
     api_token: str | None = field(default=None, repr=False)
     merchants: tuple[MerchantSettings, ...] = ()
+    #: Sinks and worker tuning of the event dispatcher (``[dispatch]``).
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
+    #: Run the dispatch worker inside the gateway's process; None: when sinks are configured.
+    embedded_worker: bool | None = None
+    #: Bearer token of the dispatch admin API at ``/admin`` (not mounted without one).
+    admin_token: str | None = field(default=None, repr=False)
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        """Whether ``wxpaykit serve`` delivers events in-process."""
+        if self.embedded_worker is None:
+            return bool(self.dispatch.sinks)
+        return self.embedded_worker
 
     def merchant(self, mchid: str) -> MerchantSettings | None:
         """The merchant with this mchid, or None."""
@@ -152,15 +177,21 @@ def settings_from_document(
         override = env.get(ENV_PREFIX + key.upper())
         if override is not None:
             gateway[key] = _convert(key, override, kind)
-    unknown = set(gateway) - set(_SCALARS) - {"api_token_file"}
+    unknown = set(gateway) - set(_SCALARS) - _SECRET_FILES
     if unknown:
         raise ConfigurationError(f"unknown [gateway] setting(s): {', '.join(sorted(unknown))}")
     values: dict[str, Any] = {key: gateway[key] for key in _SCALARS if key in gateway}
+    if not isinstance(values.get("embedded_worker", False), bool):
+        raise ConfigurationError("[gateway] embedded_worker must be true or false")
     if values.get("redis_url") == "":
         values["redis_url"] = None
     values["api_token"] = _secret(
         env, "API_TOKEN", gateway.get("api_token_file"), base_dir, required=False
     )
+    values["admin_token"] = _secret(
+        env, "ADMIN_TOKEN", gateway.get("admin_token_file"), base_dir, required=False
+    )
+    values["dispatch"] = _dispatch(document, base_dir=base_dir)
     merchants_doc = document.get("merchants", [])
     if not isinstance(merchants_doc, list):
         raise ConfigurationError("[[merchants]] must be an array of tables")
@@ -177,7 +208,27 @@ def _checked(settings: GatewaySettings) -> GatewaySettings:
         raise ConfigurationError("max_body_bytes must be at least 1024")
     if not 1 <= settings.tolerance_seconds <= 3600:
         raise ConfigurationError("tolerance_seconds must be between 1 and 3600")
+    if settings.admin_token is not None and len(settings.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ConfigurationError(
+            f"the admin token must have at least {MIN_ADMIN_TOKEN_LENGTH} characters"
+        )
+    if settings.embedded_worker and not settings.dispatch.sinks:
+        raise ConfigurationError("embedded_worker = true needs at least one [[dispatch.sinks]]")
     return settings
+
+
+def _dispatch(document: Mapping[str, Any], *, base_dir: Path) -> DispatchSettings:
+    """``[dispatch]``, with relative ``secret_files`` resolved against the config's folder."""
+    table = dict(_table(document, "dispatch"))
+    sinks = table.get("sinks", [])
+    if isinstance(sinks, list):
+        table["sinks"] = [
+            {**sink, "secret_files": [str(_resolve(str(f), base_dir)) for f in files]}
+            if isinstance(sink, Mapping) and isinstance(files := sink.get("secret_files"), list)
+            else sink
+            for sink in sinks
+        ]
+    return parse_dispatch_settings(table)
 
 
 def _table(document: Mapping[str, Any], name: str) -> Mapping[str, Any]:
@@ -188,6 +239,11 @@ def _table(document: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 
 def _convert(key: str, raw: str, kind: type) -> Any:
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in _TRUE | _FALSE:
+            return lowered in _TRUE
+        raise ConfigurationError(f"{ENV_PREFIX}{key.upper()} must be true or false")
     if kind is int:
         try:
             return int(raw)
