@@ -1,14 +1,25 @@
-"""Acceptance: ``wxpaykit demo --once`` pays orders with chaos on and proves exactly once."""
+"""Acceptance: ``wxpaykit demo --once`` pays orders with chaos on and proves exactly once.
+
+The shop's journal (every webhook it verified) is checked here again, independently:
+each event of the outbox reached the shop exactly once, under its stable id, with a
+signature the ``standardwebhooks`` library accepts.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from standardwebhooks.webhooks import Webhook
+
+from wxpaykit.demo.scenario import SHOP_JOURNAL
 
 pytestmark = pytest.mark.slow
 
@@ -41,3 +52,20 @@ def test_demo_once_reports_zero_double_applications(tmp_path: Path) -> None:
     assert re.search(r"forged attempts acknowledged\s+│\s+0\s", output), output
     assert "exactly once: yes" in output
     assert (tmp_path / "gateway.db").exists()
+    assert re.search(r"events lost\s+│\s+0\s", output), output
+    assert "every event delivered to the shop: yes" in output
+
+    with sqlite3.connect(tmp_path / "gateway.db") as database:
+        emitted = dict(database.execute("SELECT event_id, type FROM events").fetchall())
+    assert len(emitted) >= 25  # one payment.succeeded per order at least
+    webhooks = [
+        json.loads(line)
+        for line in (tmp_path / SHOP_JOURNAL).read_text(encoding="utf-8").splitlines()
+    ]
+    received = Counter(webhook["headers"]["webhook-id"] for webhook in webhooks)
+    assert received == Counter(emitted.keys())  # every event, each exactly once
+    verifier = Webhook((tmp_path / "secrets" / "webhook_secret").read_text(encoding="utf-8"))
+    for webhook in webhooks:
+        event = verifier.verify(webhook["body"], webhook["headers"])
+        assert event["id"] == webhook["headers"]["webhook-id"]
+        assert event["type"] == emitted[event["id"]]

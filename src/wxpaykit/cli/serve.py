@@ -2,7 +2,10 @@
 
 ``serve`` runs uvicorn with the ASGI factory (``wxpaykit.gateway.app:app_from_env``),
 so ``uvicorn --factory`` and ``wxpaykit serve`` run the very same app. ``--config``
-is passed to the app through ``WXPAYKIT_CONFIG``, which worker processes inherit.
+is passed to the app through ``WXPAYKIT_CONFIG``, which worker processes inherit;
+``--worker/--no-worker`` likewise through ``WXPAYKIT_EMBEDDED_WORKER`` (the event
+dispatcher's worker runs inside each gateway process; by default when
+``[[dispatch.sinks]]`` are configured).
 """
 
 from __future__ import annotations
@@ -41,14 +44,23 @@ def serve(
     migrate: Annotated[
         bool, typer.Option(help="Bring the database schema up to date before serving.")
     ] = True,
+    worker: Annotated[
+        bool | None,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Deliver events in-process (default: when [[dispatch.sinks]] are configured).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the notification gateway."""
+    """Run the notification gateway (and, with sinks configured, the event dispatcher)."""
     import uvicorn
 
-    from wxpaykit.gateway.settings import GatewaySettings
+    from wxpaykit.gateway.settings import ENV_PREFIX, GatewaySettings
     from wxpaykit.storage import migrate as migrations
 
     _use_config(config)
+    if worker is not None:  # read back by GatewaySettings.from_env() in every process
+        os.environ[ENV_PREFIX + "EMBEDDED_WORKER"] = "true" if worker else "false"
     try:
         settings = GatewaySettings.from_env()  # fail here, readably, before forking workers
     except ConfigurationError as exc:
@@ -56,6 +68,9 @@ def serve(
         raise typer.Exit(2) from None
     if migrate:  # once, here, before uvicorn forks its workers
         asyncio.run(migrations.upgrade(settings.database_url))
+    if settings.runs_embedded_worker:
+        sinks = ", ".join(sink.name for sink in settings.dispatch.sinks)
+        typer.echo(f"delivering events in-process to: {sinks}", err=True)
     uvicorn.run(
         "wxpaykit.gateway.app:app_from_env",
         factory=True,

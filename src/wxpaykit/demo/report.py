@@ -1,4 +1,4 @@
-"""The demo's proof: counts from the gateway, the ledger's tables and the simulator."""
+"""The demo's proof: counts from the gateway, the ledger's tables, the simulator and the shop."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from rich.table import Table
 from sqlalchemy import func, select
 
+from wxpaykit.demo.outbox import DeliveryTally
 from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.storage.events import events
 from wxpaykit.storage.ledger import SqlLedger
@@ -31,6 +32,8 @@ class DemoReport:
     forged_acknowledged: int
     forged_direct_status: int
     elapsed_seconds: float
+    #: The outbox against the sample shop's webhook (None before delivery was tallied).
+    delivery: DeliveryTally | None = None
 
     @property
     def exactly_once(self) -> bool:
@@ -40,6 +43,16 @@ class DemoReport:
             and self.applied_in_ledger == self.paid_in_simulator == self.orders
             and self.forged_acknowledged == 0
             and self.forged_direct_status >= 400
+        )
+
+    @property
+    def delivered_once(self) -> bool:
+        """Every emitted event processed by the shop, no webhook refused by it."""
+        return (
+            self.delivery is not None
+            and self.delivery.lost == 0
+            and self.delivery.shop.refused == 0
+            and len(self.delivery.emitted) == self.events
         )
 
 
@@ -88,5 +101,21 @@ def render_report(report: DemoReport) -> Table:
     table.add_row("outbox events emitted", str(report.events))
     style = "bold green" if report.double_applications == 0 else "bold red"
     table.add_row("double applications", f"[{style}]{report.double_applications}[/]")
+    if report.delivery is not None:
+        _delivery_rows(table, report.delivery)
     table.add_row("elapsed", f"{report.elapsed_seconds:.1f} s")
     return table
+
+
+def _delivery_rows(table: Table, tally: DeliveryTally) -> None:
+    table.add_row("events received by the shop (distinct ids)", str(tally.received))
+    received_by_type = tally.shop.by_type
+    for event_type, count in sorted(tally.emitted_by_type.items()):
+        table.add_row(
+            f"  {event_type}: emitted / received",
+            f"{count} / {received_by_type.get(event_type, 0)}",
+        )
+    table.add_row("duplicate webhooks the shop deduplicated", str(tally.shop.duplicates))
+    table.add_row("webhooks the shop refused (signature)", str(tally.shop.refused))
+    style = "bold green" if tally.lost == 0 else "bold red"
+    table.add_row("events lost", f"[{style}]{tally.lost}[/]")

@@ -9,10 +9,11 @@
 5. create orders through ``POST /api/orders`` and pay each in the simulator, with
    live progress, plus one notification forged by hand with an attacker's key;
 6. wait until the ledger holds every payment and the simulator has nothing left to
-   send, then report from the gateway's metrics, the ledger and the simulator.
-
-Hook: events land in the ledger's outbox; ``wxpaykit worker`` (the dispatch worker)
-delivers them to the shop's webhook. Pass ``--webhook`` once the demo wires it in.
+   send;
+7. wait (bounded) until the sample shop's webhook (:mod:`wxpaykit.demo.shop`) has
+   processed every event of the outbox: the gateway's embedded worker delivers them,
+   signed per Standard Webhooks, and the shop verifies and deduplicates on the id;
+8. report from the gateway's metrics, the ledger, the simulator and the shop.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import random
 import secrets
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from wxpaykit.demo.config import DemoEndpoints, DemoSecrets, write_gateway_config
+from wxpaykit.demo.outbox import DeliveryTally, tally, wait_until_delivered
 from wxpaykit.demo.report import (
     DemoReport,
     count_double_applications,
@@ -39,6 +42,8 @@ from wxpaykit.demo.report import (
     render_report,
 )
 from wxpaykit.demo.servers import ThreadedServer, bind_loopback
+from wxpaykit.demo.shop import WEBHOOK_PATH, ShopInbox, shop_app
+from wxpaykit.dispatch.webhooks import generate_webhook_secret
 from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.gateway.settings import load_settings
 from wxpaykit.gateway.wiring import build_app
@@ -51,7 +56,10 @@ from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.keys import generate_private_key
 from wxpaykit.testing.notifications import sample_transaction, seal_notification
 
-__all__ = ["DemoOptions", "run_demo"]
+__all__ = ["SHOP_JOURNAL", "DemoOptions", "run_demo"]
+
+#: In the work folder: every webhook the shop verified, one JSON line each.
+SHOP_JOURNAL = "shop_webhooks.jsonl"
 
 _CHAOS: dict[str, Any] = {
     "duplicate_rate": 0.3,
@@ -75,65 +83,9 @@ class DemoOptions:
     workdir: Path | None = None
     concurrency: int = 16
     timeout_seconds: float = 180.0
+    #: After the payments settled, how long to wait for the shop to receive every event.
+    delivery_timeout_seconds: float = 60.0
     time_scale: float = 0.02
-
-
-def write_gateway_config(
-    bundle: MerchantBundle,
-    folder: Path,
-    *,
-    database_url: str,
-    gateway_url: str,
-    simulator_url: str,
-    api_token: str,
-) -> Path:
-    """Lay out the merchant's downloads as key files and write ``wxpaykit.toml``."""
-    secrets_dir = folder / "secrets"
-    secrets_dir.mkdir(parents=True, exist_ok=True)
-    files = {
-        "apiv3.key": bundle.apiv3_key.encode(),
-        "apiv2.key": bundle.apiv2_key.encode(),
-        "apiclient_key.pem": bundle.apiclient_key_pem,
-        "api_token": api_token.encode(),
-        "pub_key.pem": bundle.public_key_pem,
-    }
-    for serial, pem in bundle.platform_certificates:
-        files[f"wechatpay_{serial}.pem"] = pem
-    for name, data in files.items():
-        path = secrets_dir / name
-        path.write_bytes(data)
-        path.chmod(0o600)
-    certificates = ", ".join(
-        f'"secrets/wechatpay_{serial}.pem"' for serial, _ in bundle.platform_certificates
-    )
-    public_key = (
-        f'platform_public_key_file = "secrets/pub_key.pem"\n'
-        f'platform_public_key_id = "{bundle.public_key_id}"\n'
-        if bundle.public_key_id
-        else ""
-    )
-    config = folder / "wxpaykit.toml"
-    config.write_text(
-        f"""# Written by `wxpaykit demo`: a gateway for the simulator's merchant.
-[gateway]
-database_url = "{database_url}"
-public_url = "{gateway_url}"
-wechatpay_base_url = "{simulator_url}"
-api_token_file = "secrets/api_token"
-log_level = "warning"
-
-[[merchants]]
-mchid = "{bundle.mchid}"
-appids = [{", ".join(f'"{a}"' for a in bundle.appids)}]
-apiv3_key_file = "secrets/apiv3.key"
-apiv2_key_file = "secrets/apiv2.key"
-private_key_file = "secrets/apiclient_key.pem"
-certificate_serial = "{bundle.merchant_serial_no}"
-{public_key}platform_certificate_files = [{certificates}]
-""",
-        encoding="utf-8",
-    )
-    return config
 
 
 @contextmanager
@@ -164,23 +116,32 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
         console.print(f"simulator  {sim.base_url}  merchant {bundle.mchid} ({bundle.mode})")
         database_url = f"sqlite:///{folder / 'gateway.db'}"
         await migrate.upgrade(database_url)
-        sock = bind_loopback()
+        sock, shop_sock = bind_loopback(), bind_loopback()
         gateway_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        token = secrets.token_urlsafe(24)
-        config = write_gateway_config(
-            bundle,
-            folder,
+        demo_secrets = DemoSecrets(
+            api_token=secrets.token_urlsafe(24),
+            admin_token=secrets.token_urlsafe(24),
+            webhook_secret=generate_webhook_secret(),
+        )
+        inbox = ShopInbox(journal=folder / SHOP_JOURNAL)
+        shop = ThreadedServer(shop_app([demo_secrets.webhook_secret], inbox), shop_sock)
+        endpoints = DemoEndpoints(
             database_url=database_url,
             gateway_url=gateway_url,
             simulator_url=sim.base_url,
-            api_token=token,
+            shop_webhook_url=shop.url + WEBHOOK_PATH,
         )
+        config = write_gateway_config(bundle, folder, endpoints, demo_secrets)
         app = build_app(load_settings(config))
         metrics: GatewayMetrics = app.state.metrics
-        with ThreadedServer(app, sock):
+        token = demo_secrets.api_token
+        with shop, ThreadedServer(app, sock):
+            console.print(f"shop       {endpoints.shop_webhook_url}  (sample webhook receiver)")
             console.print(f"gateway    {gateway_url}  config {config}")
             async with SqlLedger.from_url(database_url) as ledger:
-                report = await _drive(options, console, sim, bundle, gateway_url, token, ledger)
+                report = await _drive(
+                    options, console, sim, bundle, gateway_url, token, ledger, inbox
+                )
                 report.elapsed_seconds = time.monotonic() - started
                 report.notifications_received = int(
                     sum(metric_totals(metrics, "received", "api").values())
@@ -190,10 +151,18 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
             console.print(render_report(report))
             verdict = "[bold green]exactly once: yes" if report.exactly_once else "[bold red]FAILED"
             console.print(verdict)
+            console.print(
+                "[bold green]every event delivered to the shop: yes"
+                if report.delivered_once
+                else "[bold red]event delivery to the shop: FAILED"
+            )
             if not options.once:
                 console.print(
                     f"\nstill serving (Ctrl-C to stop)\n  gateway   {gateway_url}/metrics\n"
                     f"  orders    {gateway_url}/api/orders  (Authorization: Bearer {token})\n"
+                    f"  events    {gateway_url}/admin/events"
+                    f"  (Authorization: Bearer {demo_secrets.admin_token})\n"
+                    f"  shop      {endpoints.shop_webhook_url}\n"
                     f"  simulator {sim.base_url}/sim/cashier?pr=...  (console)\n"
                     f"  files     {folder}"
                 )
@@ -216,6 +185,7 @@ async def _drive(
     gateway_url: str,
     token: str,
     ledger: SqlLedger,
+    inbox: ShopInbox,
 ) -> DemoReport:
     rng = random.Random(options.seed)  # noqa: S311 - demo amounts, not security
     gate = asyncio.Semaphore(options.concurrency)
@@ -235,6 +205,10 @@ async def _drive(
             created = progress.add_task("orders created (gateway API)", total=options.orders)
             paid = progress.add_task("orders paid (simulator)", total=options.orders)
             applied = progress.add_task("payments applied (ledger)", total=options.orders)
+            delivered = progress.add_task("events delivered (shop webhook)", total=None)
+
+            def show_delivery(current: DeliveryTally) -> None:
+                progress.update(delivered, total=len(current.emitted), completed=current.received)
 
             async def one_order(index: int) -> None:
                 async with gate:
@@ -258,15 +232,23 @@ async def _drive(
                     progress.advance(paid)
 
             orders = asyncio.gather(*(one_order(i) for i in range(options.orders)))
-            watcher = asyncio.create_task(_watch(ledger, progress, applied))
+            watcher = asyncio.create_task(_watch(ledger, progress, applied, inbox, show_delivery))
             await orders
             forged_status = await _send_forged(gateway, bundle)
             settled = await _settle(ledger, platform, options)
             watcher.cancel()
+            shop_tally = await wait_until_delivered(
+                ledger.engine,
+                inbox,
+                timeout_seconds=options.delivery_timeout_seconds,
+                on_progress=show_delivery,
+            )
             stats = await ledger.stats()
             progress.update(applied, completed=stats.orders_by_state.get("SUCCESS", 0))
         if not settled:
             console.print("[bold red]timed out waiting for deliveries to settle")
+        if shop_tally.lost:
+            console.print(f"[bold red]timed out: {shop_tally.lost} event(s) not at the shop yet")
         deliveries = (await platform.get("/sim/notifications")).json()["notifications"]
     chaos: dict[str, int] = {}
     forged_acked = 0
@@ -293,6 +275,7 @@ async def _drive(
         forged_acknowledged=forged_acked,
         forged_direct_status=forged_status,
         elapsed_seconds=0.0,
+        delivery=shop_tally,
     )
 
 
@@ -303,10 +286,17 @@ async def _set_chaos(platform: httpx.AsyncClient, mchid: str, seed: int, mode: s
     answer.raise_for_status()
 
 
-async def _watch(ledger: SqlLedger, progress: Progress, task: Any) -> None:
+async def _watch(
+    ledger: SqlLedger,
+    progress: Progress,
+    task: Any,
+    inbox: ShopInbox,
+    show_delivery: Callable[[DeliveryTally], None],
+) -> None:
     while True:
         stats = await ledger.stats()
         progress.update(task, completed=stats.orders_by_state.get("SUCCESS", 0))
+        show_delivery(await tally(ledger.engine, inbox))
         await asyncio.sleep(0.25)
 
 

@@ -13,8 +13,8 @@ dies mid-delivery leaves it to expire, and the next worker delivers the event ag
 with the same id (at-least-once).
 
 Order per aggregate (one order's events): a delivery is due only when no earlier
-event of the same aggregate is still pending for that sink, or not yet fanned out.
-Dead letters do not block later events.
+event of the same aggregate is still pending for that sink, and no earlier event at
+all still waits for fan-out. Dead letters do not block later events.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -42,6 +42,8 @@ __all__ = ["AttemptRecord", "ClaimedDelivery", "DeliveryStore", "SinkRoute"]
 
 _d = event_deliveries
 _earlier = event_deliveries.alias("earlier")
+#: Larger than any event seq: "no event waits for fan-out".
+_NO_SEQ_LIMIT = 2**62
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -175,10 +177,12 @@ class DeliveryStore:
             )
             .scalar_subquery()
         )
-        earlier_unfanned = exists().where(
-            event_fanout.c.aggregate_key == _d.c.aggregate_key,
-            event_fanout.c.event_seq < _d.c.event_seq,
-        )
+        # An event not yet fanned out holds back every delivery of a later event, not
+        # only those of its own order: one probe per claim instead of one per candidate
+        # (the fan-out queue is short, and its deleted rows make each probe slower).
+        # Same statement, same snapshot: an event is either still queued or has its
+        # deliveries, never neither (fan-out moves it in one transaction).
+        oldest_unfanned = select(func.min(event_fanout.c.event_seq)).scalar_subquery()
         return (
             select(_d.c.id)
             .where(
@@ -186,10 +190,10 @@ class DeliveryStore:
                 _d.c.status == DeliveryStatus.PENDING,
                 _d.c.next_attempt_at_ms <= now_ms,
                 or_(_d.c.locked_until_ms.is_(None), _d.c.locked_until_ms <= now_ms),
+                _d.c.event_seq < func.coalesce(oldest_unfanned, _NO_SEQ_LIMIT),
                 _d.c.event_seq == head_of_order,
-                ~earlier_unfanned,
             )
-            .order_by(_d.c.event_seq)
+            .order_by(_d.c.next_attempt_at_ms)
             .limit(limit)
         )
 
@@ -227,6 +231,9 @@ class DeliveryStore:
                     .values(
                         locked_by=token,
                         locked_until_ms=now_ms + lease_ms,
+                        # Due again when the lease ends (if the worker died): the claim
+                        # walk skips deliveries in flight without reading them.
+                        next_attempt_at_ms=now_ms + lease_ms,
                         attempts=_d.c.attempts + 1,
                         updated_at_ms=now_ms,
                     )

@@ -32,6 +32,13 @@ raw_retention_days = 30
 log_level = "info"
 # Bearer token protecting /api/* (or set WXPAYKIT_API_TOKEN).
 # api_token_file = "secrets/api_token"
+# Bearer token of the event admin API at /admin (list, show, replay deliveries);
+# at least 16 characters (or set WXPAYKIT_ADMIN_TOKEN). Not mounted without one.
+# admin_token_file = "secrets/admin_token"
+# Deliver events from this process (wxpaykit serve --worker/--no-worker, or
+# WXPAYKIT_EMBEDDED_WORKER). Default: yes when [[dispatch.sinks]] are configured;
+# set false when you run `wxpaykit worker` processes instead.
+# embedded_worker = true
 
 [[merchants]]
 mchid = "1900000001"
@@ -54,5 +61,21 @@ platform_public_key_id = "PUB_KEY_ID_0000000000000000000000000000000000"
 # The merchant API key: needed for the orders API (prepay) and platform_keys = "auto".
 # private_key_file = "secrets/apiclient_key.pem"
 # certificate_serial = "5157F09EFDC096DE15EBE81A47057A72"
-# notify_url = "https://pay.example.com/notify/v3/1900000001"
+# notify_url = "https://pay.example.com/notify/v3/1900000001
+
+# Events (payment.succeeded, refund.succeeded, ...) go to your shop through sinks;
+# see docs/events.md for the schema, the sink types and how to verify webhooks.
+# [dispatch.worker]
+# poll_interval_seconds = 0.02   # idle poll; a commit wakes an embedded worker at once
+# batch_size = 200
+
+# A Standard Webhooks endpoint (webhook-id / webhook-timestamp / webhook-signature).
+# Make a secret: python -c "from wxpaykit.dispatch.webhooks import generate_webhook_secret as g; print(g().render())"
+# [[dispatch.sinks]]
+# name = "shop"
+# type = "http"
+# url = "https://shop.example/hooks/wxpay"
+# secret_files = ["secrets/webhook_secret"]   # newest first during a rotation
+# timeout_seconds = 5
+# event_types = ["payment.*", "refund.*"]
 """

@@ -2,25 +2,33 @@
 
 Kept apart from :mod:`wxpaykit.gateway.app` so ``create_app`` depends only on the
 ledger port; this module picks the concrete adapter (``SqlLedger``) from
-``database_url``, schedules housekeeping, and wires readiness to the schema check.
+``database_url``, schedules housekeeping, wires readiness to the schema check, and
+runs the event dispatcher's worker in-process when asked (``embedded_worker``, by
+default whenever ``[[dispatch.sinks]]`` are configured): it shares the ledger's
+engine, starts and stops with the ASGI lifespan, and is woken after every commit
+that appended events, so deliveries do not wait for the next poll.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
+from typing import Any
 
 import structlog
 from starlette.applications import Starlette
 
 from wxpaykit.client.async_client import AsyncWeChatPay
+from wxpaykit.dispatch.worker import Worker
 from wxpaykit.gateway.app import create_app
 from wxpaykit.gateway.logs import configure_logging
 from wxpaykit.gateway.orders import order_routes
 from wxpaykit.gateway.settings import GatewaySettings
+from wxpaykit.storage.base import OrderRecord, RecordResult, VerifiedNotification
 from wxpaykit.storage.ledger import SqlLedger
 
-__all__ = ["build_app", "build_clients", "open_ledger"]
+__all__ = ["NotifyingLedger", "build_app", "build_clients", "build_worker", "open_ledger"]
 
 _log = structlog.get_logger("wxpaykit.gateway")
 #: How often expired nonces are deleted from the ledger's table.
@@ -51,17 +59,68 @@ def build_clients(settings: GatewaySettings) -> dict[str, AsyncWeChatPay]:
     return clients
 
 
+class NotifyingLedger:
+    """The SQL ledger, calling ``on_events`` after each commit that appended events.
+
+    The gateway records through this; the embedded worker's :meth:`Worker.notify` is the
+    callback, so an event committed with a notification is fanned out at once instead
+    of at the next poll. Everything else is the wrapped ledger's.
+    """
+
+    def __init__(self, ledger: SqlLedger, on_events: Callable[[], None]) -> None:
+        self.inner = ledger
+        self._on_events = on_events
+
+    async def record_notification(self, notification: VerifiedNotification) -> RecordResult:
+        """Record (one transaction, see :class:`~wxpaykit.storage.base.Ledger`), then notify."""
+        result = await self.inner.record_notification(notification)
+        if result.event_ids:  # APPLIED, ANOMALY, UNMATCHED: the commit is done
+            self._on_events()
+        return result
+
+    async def record_failure(self, notification: VerifiedNotification, *, error: str) -> None:
+        """Keep an inbound dead letter."""
+        await self.inner.record_failure(notification, error=error)
+
+    async def claim_nonce(self, mchid: str, nonce: str, *, expires_at_ms: int) -> bool:
+        """Record a ``Wechatpay-Nonce``."""
+        return await self.inner.claim_nonce(mchid, nonce, expires_at_ms=expires_at_ms)
+
+    async def create_order(self, order: OrderRecord) -> OrderRecord:
+        """Register an order."""
+        return await self.inner.create_order(order)
+
+    async def get_order(self, mchid: str, out_trade_no: str) -> OrderRecord | None:
+        """The order, or None."""
+        return await self.inner.get_order(mchid, out_trade_no)
+
+    def __getattr__(self, name: str) -> Any:
+        # Anything else the ledger offers (stats, housekeeping) is passed through.
+        return getattr(self.inner, name)
+
+
+def build_worker(settings: GatewaySettings, ledger: SqlLedger) -> Worker | None:
+    """The in-process dispatch worker on the ledger's engine, or None when not embedded."""
+    if not settings.runs_embedded_worker:
+        return None
+    return Worker(ledger.engine, settings.dispatch)
+
+
 def build_app(settings: GatewaySettings, *, ledger: SqlLedger | None = None) -> Starlette:
     """The production app: JSON logs, SQL ledger, orders API, readiness, housekeeping.
 
     Merchants with ``platform_keys = "auto"`` verify notifications with the keys their
-    client's key manager downloads at start-up and refreshes on its schedule.
+    client's key manager downloads at start-up and refreshes on its schedule. With an
+    embedded worker (``app.state.worker``) events are delivered from this process; the
+    dispatch admin API is mounted at ``/admin`` when ``admin_token`` is set.
     """
     configure_logging(settings.log_level)
     sql_ledger = ledger or SqlLedger.from_url(settings.database_url)
     clients = build_clients(settings)
     auto = {m.mchid for m in settings.merchants if m.platform_keys == "auto"}
     housekeeping: list[asyncio.Task[None]] = []
+    worker = build_worker(settings, sql_ledger)
+    worker_scope = contextlib.AsyncExitStack()
 
     async def ready_check() -> None:
         if not await sql_ledger.is_ready():
@@ -72,8 +131,13 @@ def build_app(settings: GatewaySettings, *, ledger: SqlLedger | None = None) -> 
             await clients[mchid].refresh_platform_keys()
             housekeeping.append(asyncio.create_task(_refresh_keys(clients[mchid], mchid)))
         housekeeping.append(asyncio.create_task(_purge_nonces(sql_ledger)))
+        if worker is not None:
+            await worker_scope.enter_async_context(worker.running())
+            _log.info("embedded_worker_started", sinks=sorted(worker.dispatchers))
 
     async def stop() -> None:
+        # The worker first: its attempts in flight finish while the engine is still open.
+        await worker_scope.aclose()
         for task in housekeeping:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -82,15 +146,18 @@ def build_app(settings: GatewaySettings, *, ledger: SqlLedger | None = None) -> 
             await client.aclose()
         await sql_ledger.aclose()
 
-    return create_app(
+    app = create_app(
         settings,
-        sql_ledger,
+        sql_ledger if worker is None else NotifyingLedger(sql_ledger, worker.notify),
         ready_check=ready_check,
         extra_routes=order_routes(settings, sql_ledger, clients),
         platform_keys={mchid: clients[mchid].keys.trusted for mchid in auto},
         on_startup=[start_housekeeping],
         on_shutdown=[stop],
+        admin_engine=sql_ledger.engine,
     )
+    app.state.worker = worker
+    return app
 
 
 async def _refresh_keys(client: AsyncWeChatPay, mchid: str) -> None:

@@ -123,12 +123,17 @@ event_deliveries = Table(
     Column("updated_at_ms", BigInteger, nullable=False),
     Column("delivered_at_ms", BigInteger, nullable=True),
     UniqueConstraint("event_id", "sink"),
+    # Claims walk due deliveries in due order and stop at the claim limit. A claimed
+    # delivery's next_attempt_at_ms is its lease end, so deliveries in flight lie
+    # outside the walked range.
     Index(
         "ix_event_deliveries_sink_status_next_attempt_at_ms", "sink", "status", "next_attempt_at_ms"
     ),
-    # The ordering check ("an earlier event of this order is still pending?") probes
-    # this index with equalities on its first three columns; keep status in it, or
-    # the planner may scan every pending row per candidate.
+    # The ordering check ("is this the lowest pending event of its order?") probes this
+    # index with equalities on its first three columns. Keep it the only index ordered
+    # by event_seq within a sink: given (sink, status, event_seq), PostgreSQL walks that
+    # one instead (it looks as cheap when rows lie in seq order) and reads every
+    # pending row of the sink per probe.
     Index(
         "ix_event_deliveries_sink_aggregate_key_status_event_seq",
         "sink",
@@ -136,8 +141,6 @@ event_deliveries = Table(
         "status",
         "event_seq",
     ),
-    # Walk due deliveries in event order and stop at the claim limit.
-    Index("ix_event_deliveries_sink_status_event_seq", "sink", "status", "event_seq"),
 )
 
 event_delivery_attempts = Table(

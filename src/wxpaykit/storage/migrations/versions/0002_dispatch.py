@@ -77,11 +77,6 @@ def upgrade() -> None:
         "event_deliveries",
         ["sink", "aggregate_key", "status", "event_seq"],
     )
-    op.create_index(
-        "ix_event_deliveries_sink_status_event_seq",
-        "event_deliveries",
-        ["sink", "status", "event_seq"],
-    )
     op.create_table(
         "event_delivery_attempts",
         sa.Column("id", _key(), primary_key=True, autoincrement=True),
