@@ -2,30 +2,43 @@
 
 Needs PostgreSQL on 127.0.0.1:5432 (postgres/test). Run::
 
-    uv run python benchmarks/bench_dispatch.py [--seconds 5] [--rate 1000] [--events 20000]
+    uv run python benchmarks/bench_dispatch.py [--rate 1000] [--seconds 10] [--events 20000]
 
-1. Lag: events committed at ``--rate``/s (batches every 10 ms) while one
-   ``wxpaykit worker`` process delivers them to a webhook receiver on loopback (its
-   own process); lag = receipt time - commit time, p50/p99/max.
-2. Throughput: ``--events`` events already committed, two worker processes.
-3. Baseline, same run, same receiver: a naive dispatcher that claims, posts and marks
-   one delivery per transaction.
+Every part runs in its own process, all on this machine: the webhook receiver
+(uvicorn, verifying every signature), the producer (commits events with
+``append_events``), ``wxpaykit worker`` processes (the real CLI), and the naive
+baseline. The schema comes from the migrations, in a throwaway PostgreSQL schema.
+
+1. Lag: the producer offers ``--rate`` events/s for ``--seconds`` (a transaction of
+   ``rate/100`` events every 10 ms, spread over several connections so that a slow
+   commit does not hold the schedule back) while one worker delivers; lag = receipt
+   time at the receiver - time the producer's COMMIT returned. Offered and achieved
+   commit rates are printed: a lag figure means nothing if the producer fell behind.
+2. Throughput: ``--events`` committed beforehand (4 per order, so ordering is at
+   work), delivered by 1 then 2 workers; rate = events / (last receipt - first).
+3. The naive baseline, same run, same receiver: one delivery per transaction, one
+   POST at a time with httpx, polling every 10 ms; the same lag and backlog runs.
+
+Targets (issue #6): lag p99 <= 50 ms at 1,000 events/s; >= 2,000 events/s with two
+workers. The machine's load average is printed: other processes share the cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import multiprocessing
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,53 +46,172 @@ import httpx
 from sqlalchemy import select, text, update
 
 from wxpaykit.dispatch.deliveries import DeliveryStore, SinkRoute
-from wxpaykit.dispatch.webhooks import generate_webhook_secret
+from wxpaykit.dispatch.webhooks import (
+    WebhookSecret,
+    generate_webhook_secret,
+    sign_webhook,
+    verify_webhook,
+)
+from wxpaykit.storage import migrate
 from wxpaykit.storage.dialects import create_engine
 from wxpaykit.storage.events import (
     DeliveryStatus,
     NewEvent,
     append_events,
     event_deliveries,
-    event_delivery_attempts,
-    event_fanout,
     events,
-    sink_breakers,
 )
 
 PG_URL = "postgresql://postgres:test@127.0.0.1:5432/test"
-TABLES = [events, event_fanout, event_deliveries, event_delivery_attempts, sink_breakers]
+TABLES = ["event_delivery_attempts", "event_deliveries", "event_fanout", "sink_breakers", "events"]
+LAG_P99_TARGET_MS = 50.0
+THROUGHPUT_TARGET = 2000.0
 
 
-def run_receiver(port: int) -> None:
-    """Child process: a Starlette webhook receiver recording receipt times."""
+# --- receiver process ---------------------------------------------------------------
+
+
+def run_receiver(port: int, secret: str) -> None:
+    """A webhook receiver that verifies signatures and records receipt times (ns)."""
     import uvicorn
-    from starlette.applications import Starlette
-    from starlette.requests import Request
-    from starlette.responses import JSONResponse, Response
-    from starlette.routing import Route
 
+    secrets = [WebhookSecret.parse(secret)]
     received: dict[str, int] = {}
+    invalid = 0
 
-    async def hook(request: Request) -> Response:
-        await request.body()
-        received.setdefault(request.headers["webhook-id"], time.time_ns())
-        return Response(status_code=204)
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        nonlocal invalid
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        status, answer = 204, b""
+        if scope["path"] == "/hooks":
+            now_ns = time.time_ns()
+            headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+            try:
+                event_id = verify_webhook(body, headers, secrets, now_seconds=now_ns // 10**9)
+                received.setdefault(event_id, now_ns)
+            except Exception:
+                invalid += 1
+                status = 400
+        elif scope["path"] == "/count":
+            status, answer = 200, json.dumps({"count": len(received), "invalid": invalid}).encode()
+        elif scope["path"] == "/dump":
+            status, answer = 200, json.dumps(received).encode()
+        elif scope["path"] == "/reset":
+            received.clear()
+            invalid = 0
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": answer})
 
-    async def stats(_: Request) -> Response:
-        return JSONResponse(received)
-
-    async def reset(_: Request) -> Response:
-        received.clear()
-        return Response(status_code=204)
-
-    app = Starlette(
-        routes=[
-            Route("/hooks", hook, methods=["POST"]),
-            Route("/stats", stats),
-            Route("/reset", reset, methods=["POST"]),
-        ]
-    )
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+
+
+# --- producer process ---------------------------------------------------------------
+
+
+def order_of(n: int, orders: int) -> str:
+    return f"order-{n % orders}"
+
+
+def new_event(n: int, orders: int, run: str) -> NewEvent:
+    order = order_of(n, orders)
+    return NewEvent(
+        type="payment.succeeded",
+        mchid="1900000109",
+        aggregate_key=f"1900000109:{order}",
+        dedup_key=f"{run}:{order}:{n}",
+        payload={"out_trade_no": order, "total": n, "currency": "CNY", "trade_state": "SUCCESS"},
+    )
+
+
+def run_producer(schema: str, rate: int, seconds: float, out: str) -> None:
+    """Commit ``rate``/s events for ``seconds``: a batch every 10 ms, 4 connections."""
+    asyncio.run(_produce(schema, rate, seconds, Path(out)))
+
+
+async def _produce(schema: str, rate: int, seconds: float, out: Path) -> None:
+    tick_s, lanes = 0.01, 4
+    per_tick = max(1, round(rate * tick_s))
+    ticks = int(seconds / tick_s)
+    engine = create_engine(PG_URL, schema=schema, pool_size=lanes)
+    committed: dict[str, int] = {}
+    run = uuid.uuid4().hex[:8]
+    start = time.monotonic() + 0.05
+
+    async def lane(index: int) -> None:
+        for tick in range(index, ticks, lanes):
+            delay = start + tick * tick_s - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            batch = [new_event(tick * per_tick + i, 2500, run) for i in range(per_tick)]
+            async with engine.begin() as connection:
+                await append_events(connection, batch, now_ms=time.time_ns() // 1_000_000)
+            done = time.time_ns()
+            committed.update((event.event_id, done) for event in batch)
+
+    await asyncio.gather(*(lane(i) for i in range(lanes)))
+    elapsed = time.monotonic() - start
+    await engine.dispose()
+    out.write_text(json.dumps({"committed": committed, "elapsed": elapsed, "offered": rate}))
+
+
+# --- naive baseline process ---------------------------------------------------------
+
+
+def run_naive(schema: str, url: str, secret: str, seconds: float) -> None:
+    """One delivery per transaction, one POST at a time, for ``seconds``."""
+    asyncio.run(_naive(schema, url, [WebhookSecret.parse(secret)], seconds))
+
+
+async def _naive(schema: str, url: str, secrets: list[WebhookSecret], seconds: float) -> None:
+    engine = create_engine(PG_URL, schema=schema, pool_size=2)
+    store = DeliveryStore(engine)
+    route = [SinkRoute(name="naive", patterns=("*",))]
+    d = event_deliveries
+    deadline = time.monotonic() + seconds
+    async with httpx.AsyncClient() as client:
+        while time.monotonic() < deadline:
+            await store.fan_out(route, now_ms=time.time_ns() // 1_000_000, limit=1)
+            async with engine.begin() as connection:
+                row = (
+                    await connection.execute(
+                        select(d.c.id, events.c.event_id, events.c.payload)
+                        .join(events, events.c.seq == d.c.event_seq)
+                        .where(d.c.status == DeliveryStatus.PENDING)
+                        .order_by(d.c.event_seq)
+                        .limit(1)
+                        .with_for_update(skip_locked=True)
+                    )
+                ).first()
+                if row is None:
+                    await asyncio.sleep(0.01)
+                    continue
+                body = row.payload.encode()
+                now_s = int(time.time())
+                headers = {
+                    "webhook-id": row.event_id,
+                    "webhook-timestamp": str(now_s),
+                    "webhook-signature": sign_webhook(row.event_id, now_s, body, secrets),
+                }
+                await client.post(url, content=body, headers=headers)
+                await connection.execute(
+                    update(d).where(d.c.id == row.id).values(status=DeliveryStatus.DELIVERED)
+                )
+    await engine.dispose()
+
+
+# --- the orchestrating process ------------------------------------------------------
+
+
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
 def free_port() -> int:
@@ -88,134 +220,168 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def new_event(n: int) -> NewEvent:
-    order = f"order-{n % 500}"
-    return NewEvent(
-        type="payment.succeeded",
-        mchid="1900000109",
-        aggregate_key=f"1900000109:{order}",
-        dedup_key=f"{order}:{n}:{uuid.uuid4().hex}",
-        payload={"out_trade_no": order, "total": n, "currency": "CNY", "trade_state": "SUCCESS"},
-    )
+def percentile(ordered: list[float], fraction: float) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def start_workers(count: int, config: Path, schema: str) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "WXPAYKIT_DATABASE_SCHEMA": schema}
-    return [
-        subprocess.Popen(  # noqa: S603 - our own CLI
-            [sys.executable, "-m", "wxpaykit.cli.main", "worker", "--config", str(config)],
-            env=env,
-            stderr=subprocess.DEVNULL,
-        )
-        for _ in range(count)
-    ]
+@dataclass
+class Bench:
+    schema: str
+    hooks: str
+    secret: str
+    config: Path
+    client: httpx.AsyncClient
+    spawn: Any
+
+    def process(self, target: Callable[..., None], *args: Any) -> Any:
+        process = self.spawn.Process(target=target, args=args, daemon=True)
+        process.start()
+        return process
+
+    def start_workers(self, count: int) -> list[subprocess.Popen[bytes]]:
+        env = {**os.environ, "WXPAYKIT_DATABASE_SCHEMA": self.schema}
+        command = [
+            sys.executable,
+            "-m",
+            "wxpaykit.cli.main",
+            "worker",
+            "--config",
+            str(self.config),
+        ]
+        return [
+            subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)  # noqa: S603
+            for _ in range(count)
+        ]
+
+    async def count(self) -> int:
+        answer = (await self.client.get("/count")).json()
+        if answer["invalid"]:
+            raise RuntimeError(f"{answer['invalid']} webhooks failed verification")
+        return int(answer["count"])
+
+    async def receipts(self) -> dict[str, int]:
+        return {k: int(v) for k, v in (await self.client.get("/dump")).json().items()}
+
+    async def wait_for(self, count: int, limit_seconds: float) -> bool:
+        deadline = time.monotonic() + limit_seconds
+        while time.monotonic() < deadline:
+            if await self.count() >= count:
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def reset(self, engine: Any) -> None:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"TRUNCATE {', '.join(TABLES)}"))
+        await self.client.post("/reset")
+
+    async def prefill(self, engine: Any, count: int) -> None:
+        run = uuid.uuid4().hex[:8]
+        for start in range(0, count, 1000):
+            async with engine.begin() as connection:
+                batch = range(start, min(count, start + 1000))
+                await append_events(
+                    connection,
+                    [new_event(n, count // 4, run) for n in batch],
+                    now_ms=time.time_ns() // 1_000_000,
+                )
 
 
 def stop_workers(workers: list[subprocess.Popen[bytes]]) -> None:
     for worker in workers:
         worker.send_signal(signal.SIGTERM)
     for worker in workers:
-        worker.wait(timeout=30)
+        worker.wait(timeout=60)
 
 
-async def receipts(client: httpx.AsyncClient) -> dict[str, int]:
-    response = await client.get("/stats")
-    return {key: int(value) for key, value in response.json().items()}
-
-
-async def wait_for_count(
-    client: httpx.AsyncClient, count: int, limit_seconds: float
-) -> dict[str, int]:
-    deadline = time.monotonic() + limit_seconds
-    while True:
-        got = await receipts(client)
-        if len(got) >= count or time.monotonic() > deadline:
-            return got
-        await asyncio.sleep(0.05)
-
-
-async def produce(engine: Any, *, rate: int, seconds: float) -> dict[str, int]:
-    """Commit events at ``rate``/s in 10 ms batches; event id -> commit time (ns)."""
-    committed: dict[str, int] = {}
-    per_batch = max(1, rate // 100)
-    start = time.monotonic()
-    n = 0
-    tick = 0
-    while time.monotonic() - start < seconds:
-        batch = [new_event(n + i) for i in range(per_batch)]
-        n += per_batch
-        async with engine.begin() as connection:
-            await append_events(connection, batch, now_ms=time.time_ns() // 1_000_000)
-        now = time.time_ns()
-        for event in batch:
-            committed[event.event_id] = now
-        tick += 1
-        delay = start + tick * 0.01 - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-    return committed
-
-
-def lag_figures(committed: dict[str, int], received: dict[str, int]) -> str:
-    lags = sorted((received[i] - committed[i]) / 1e6 for i in committed if i in received)
-    if not lags:
-        return "nothing received"
-    p99 = lags[min(len(lags) - 1, int(len(lags) * 0.99))]
-    return (
-        f"received {len(lags)}/{len(committed)}; lag ms p50 {statistics.median(lags):.1f}"
-        f" p99 {p99:.1f} max {lags[-1]:.1f}"
+async def lag_run(
+    bench: Bench, engine: Any, *, label: str, rate: int, seconds: float, naive: bool
+) -> tuple[float | None, bool]:
+    """Produce at ``rate`` while delivering; print offered/achieved and lag percentiles."""
+    await bench.reset(engine)
+    out = Path(tempfile.mkdtemp()) / "committed.json"
+    workers: list[subprocess.Popen[bytes]] = []
+    if naive:
+        deliverer = bench.process(run_naive, bench.schema, bench.hooks, bench.secret, seconds + 15)
+    else:
+        workers = bench.start_workers(1)
+        async with engine.begin() as connection:  # warm-up: the worker is up and delivering
+            await append_events(connection, [new_event(-1, 1, "warm")], now_ms=0)
+        if not await bench.wait_for(1, 60):
+            raise RuntimeError("the worker delivered nothing within 60 s")
+    await bench.client.post("/reset")
+    producer = bench.process(run_producer, bench.schema, rate, seconds, str(out))
+    await asyncio.to_thread(producer.join)
+    result = json.loads(out.read_text())
+    committed: dict[str, int] = result["committed"]
+    complete = await bench.wait_for(len(committed), 15)
+    received = await bench.receipts()
+    if naive:
+        deliverer.terminate()
+    else:
+        stop_workers(workers)
+    achieved = len(committed) / result["elapsed"]
+    lags = sorted((received[i] - t) / 1e6 for i, t in committed.items() if i in received)
+    line = (
+        f"{label:<22} offered {rate}/s achieved {achieved:.0f}/s,"
+        f" received {len(lags)}/{len(committed)}"
     )
+    if lags:
+        line += (
+            f"; lag ms p50 {percentile(lags, 0.5):.1f} p95 {percentile(lags, 0.95):.1f}"
+            f" p99 {percentile(lags, 0.99):.1f} max {lags[-1]:.1f}"
+        )
+    print(line, flush=True)
+    sustained = achieved >= 0.95 * rate
+    p99 = percentile(lags, 0.99) if lags and complete else None
+    return p99, sustained
 
 
-async def naive_dispatch(engine: Any, url: str, stop: asyncio.Event) -> int:
-    """Baseline: one delivery per transaction, one POST at a time."""
-    store = DeliveryStore(engine)
-    delivered = 0
-    async with httpx.AsyncClient() as client:
-        while not stop.is_set():
-            await store.fan_out([SinkRoute(name="naive", patterns=("*",))], now_ms=0, limit=1)
-            async with engine.begin() as connection:
-                row = (
-                    await connection.execute(
-                        select(event_deliveries.c.id, events.c.event_id, events.c.payload)
-                        .join(events, events.c.seq == event_deliveries.c.event_seq)
-                        .where(event_deliveries.c.status == DeliveryStatus.PENDING)
-                        .order_by(event_deliveries.c.event_seq)
-                        .limit(1)
-                        .with_for_update(skip_locked=True)
-                    )
-                ).first()
-                if row is None:
-                    await asyncio.sleep(0.01)
-                    continue
-                await client.post(
-                    url, content=row.payload.encode(), headers={"webhook-id": row.event_id}
-                )
-                await connection.execute(
-                    update(event_deliveries)
-                    .where(event_deliveries.c.id == row.id)
-                    .values(status=DeliveryStatus.DELIVERED)
-                )
-                delivered += 1
-    return delivered
+async def backlog_run(bench: Bench, engine: Any, *, label: str, count: int, workers: int) -> float:
+    """Deliver ``count`` committed events with ``workers`` workers; print events/s."""
+    await bench.reset(engine)
+    await bench.prefill(engine, count)
+    started = time.time_ns()
+    running = bench.start_workers(workers)
+    done = await bench.wait_for(count, 300)
+    stop_workers(running)
+    received = sorted((await bench.receipts()).values())
+    if len(received) < 2:
+        print(f"{label:<22} nothing delivered", flush=True)
+        return 0.0
+    first, last = received[0], received[-1]
+    rate = (len(received) - 1) / ((last - first) / 1e9)
+    print(
+        f"{label:<22} {len(received)}/{count} delivered{'' if done else ' (timed out)'}"
+        f" in {(last - first) / 1e9:.2f} s = {rate:.0f} events/s"
+        f" (first receipt {(first - started) / 1e9:.1f} s after start)",
+        flush=True,
+    )
+    return rate
 
 
-async def reset_tables(engine: Any) -> None:
-    async with engine.begin() as connection:
-        for table in reversed(TABLES):
-            await connection.execute(table.delete())
+async def naive_backlog_run(bench: Bench, engine: Any, *, seconds: float) -> float:
+    await bench.reset(engine)
+    await bench.prefill(engine, 4000)
+    process = bench.process(run_naive, bench.schema, bench.hooks, bench.secret, seconds)
+    await asyncio.to_thread(process.join)
+    received = sorted((await bench.receipts()).values())
+    rate = (len(received) - 1) / ((received[-1] - received[0]) / 1e9) if len(received) > 1 else 0
+    print(f"{'naive, backlog':<22} {len(received)} in {seconds:.0f} s = {rate:.0f} events/s")
+    return rate
 
 
-async def main(seconds: float, rate: int, total: int) -> None:
+async def main(rate: int, seconds: float, total: int) -> int:
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_URL)
     async with admin.begin() as connection:
         await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = create_engine(PG_URL, schema=schema, pool_size=10)
-    async with engine.begin() as connection:
-        await connection.run_sync(lambda sync: TABLES[0].metadata.create_all(sync, tables=TABLES))
+    await migrate.upgrade(PG_URL, schema=schema)
+    engine = create_engine(PG_URL, schema=schema)
+    spawn = multiprocessing.get_context("spawn")
     port = free_port()
-    receiver = multiprocessing.Process(target=run_receiver, args=(port,), daemon=True)
+    secret = generate_webhook_secret().render()
+    receiver = spawn.Process(target=run_receiver, args=(port, secret), daemon=True)
     receiver.start()
     base = f"http://127.0.0.1:{port}"
     config = Path(tempfile.mkdtemp()) / "bench.toml"
@@ -223,100 +389,62 @@ async def main(seconds: float, rate: int, total: int) -> None:
         f"""
 [gateway]
 database_url = "{PG_URL}"
-[dispatch.worker]
-poll_interval_seconds = 0.005
-batch_size = 200
 [[dispatch.sinks]]
 name = "shop"
 type = "http"
 url = "{base}/hooks"
-secrets = ["{generate_webhook_secret().render()}"]
+secrets = ["{secret}"]
 concurrency = 64
 """,
         encoding="utf-8",
     )
+    verdicts: list[str] = []
     try:
         async with httpx.AsyncClient(base_url=base) as client:
-            for _ in range(100):
+            for _ in range(200):
                 try:
-                    await client.get("/stats")
+                    await client.get("/count")
                     break
                 except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
-            print(f"PostgreSQL, {os.cpu_count()} CPUs, receiver in its own process\n")
-
-            # 1. lag at a steady rate, one worker
-            workers = start_workers(1, config, schema)
-            await asyncio.sleep(4)  # imports and first poll
-            committed = await produce(engine, rate=rate, seconds=seconds)
-            got = await wait_for_count(client, len(committed), 60)
-            stop_workers(workers)
-            print(
-                f"wxpaykit worker x1 @ {rate}/s for {seconds:.0f} s: {lag_figures(committed, got)}"
+                    await asyncio.sleep(0.05)
+            bench = Bench(schema, f"{base}/hooks", secret, config, client, spawn)
+            print(f"PostgreSQL; {load_average()}; default worker settings\n", flush=True)
+            p99, sustained = await lag_run(
+                bench, engine, label="wxpaykit, 1 worker", rate=rate, seconds=seconds, naive=False
             )
-
-            # 1b. baseline at the same rate
-            await reset_tables(engine)
-            await client.post("/reset")
-            stop = asyncio.Event()
-            naive = asyncio.create_task(naive_dispatch(engine, f"{base}/hooks", stop))
-            committed = await produce(engine, rate=rate, seconds=seconds)
-            got = await wait_for_count(client, len(committed), 2 * seconds)
-            stop.set()
-            await naive
-            print(
-                f"naive baseline     @ {rate}/s for {seconds:.0f} s: {lag_figures(committed, got)}"
+            await lag_run(bench, engine, label="naive", rate=rate, seconds=seconds, naive=True)
+            one = await backlog_run(
+                bench, engine, label="wxpaykit, 1 worker", count=total, workers=1
             )
-
-            # 2. throughput from a backlog, two workers
-            await reset_tables(engine)
-            await client.post("/reset")
-            for start in range(0, total, 1000):
-                async with engine.begin() as connection:
-                    await append_events(
-                        connection,
-                        [new_event(n) for n in range(start, min(total, start + 1000))],
-                        now_ms=time.time_ns() // 1_000_000,
-                    )
-            workers = start_workers(2, config, schema)
-            first = await wait_for_count(client, 1, 30)
-            began = min(first.values()) if first else time.time_ns()
-            got = await wait_for_count(client, total, 120)
-            stop_workers(workers)
-            elapsed = (max(got.values()) - began) / 1e9
-            print(
-                f"wxpaykit worker x2 backlog {total}: {len(got)} delivered in {elapsed:.2f} s"
-                f" = {len(got) / elapsed:.0f} events/s"
+            two = await backlog_run(
+                bench, engine, label="wxpaykit, 2 workers", count=total, workers=2
             )
-
-            # 2b. baseline throughput over 10 s
-            await reset_tables(engine)
-            await client.post("/reset")
-            for start in range(0, 5000, 1000):
-                async with engine.begin() as connection:
-                    await append_events(
-                        connection, [new_event(n) for n in range(start, start + 1000)], now_ms=0
-                    )
-            stop = asyncio.Event()
-            began_s = time.monotonic()
-            naive = asyncio.create_task(naive_dispatch(engine, f"{base}/hooks", stop))
-            await asyncio.sleep(10)
-            stop.set()
-            count = await naive
-            rate_naive = count / (time.monotonic() - began_s)
-            print(f"naive baseline backlog: {count} in 10 s = {rate_naive:.0f} events/s")
+            await naive_backlog_run(bench, engine, seconds=10)
+            print(f"\n{load_average()}")
+            ok_lag = p99 is not None and p99 <= LAG_P99_TARGET_MS and sustained
+            verdicts.append(
+                f"{'PASS' if ok_lag else 'FAIL'} lag p99 <= {LAG_P99_TARGET_MS:.0f} ms at {rate}/s"
+                f" (p99 {'n/a' if p99 is None else f'{p99:.1f} ms'}"
+                f"{'' if sustained else ', producer fell behind'})"
+            )
+            verdicts.append(
+                f"{'PASS' if two >= THROUGHPUT_TARGET else 'FAIL'} >= {THROUGHPUT_TARGET:.0f}"
+                f" events/s with 2 workers ({two:.0f}; 1 worker {one:.0f})"
+            )
+            print("\n".join(verdicts))
     finally:
         receiver.terminate()
         await engine.dispose()
         async with admin.begin() as connection:
             await connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         await admin.dispose()
+    return 0 if all(v.startswith("PASS") for v in verdicts) else 1
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--rate", type=int, default=1000)
-    parser.add_argument("--events", type=int, default=20000)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=int, default=1000, help="offered events/s (lag run)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the lag run")
+    parser.add_argument("--events", type=int, default=20000, help="backlog size")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.seconds, arguments.rate, arguments.events))
+    sys.exit(asyncio.run(main(arguments.rate, arguments.seconds, arguments.events)))

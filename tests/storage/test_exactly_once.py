@@ -97,4 +97,7 @@ async def test_same_refund_resent_concurrently_counts_once(ledger: SqlLedger, mc
     stored = await ledger.get_order(mchid, "T1")
     assert stored is not None
     assert (stored.refunded_total, stored.refund_count) == (40, 1)
-    assert Counter(await event_types(ledger, mchid)) == {"payment.succeeded": 1, "refund.succeeded": 1}
+    assert Counter(await event_types(ledger, mchid)) == {
+        "payment.succeeded": 1,
+        "refund.succeeded": 1,
+    }

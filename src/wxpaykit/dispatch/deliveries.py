@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from wxpaykit.dispatch import claims
 from wxpaykit.dispatch.database import DialectFeatures, detect_features, read_only
 from wxpaykit.dispatch.sinks.base import OutgoingEvent, SinkResult
 from wxpaykit.storage.events import (
@@ -41,9 +42,6 @@ from wxpaykit.storage.events import (
 __all__ = ["AttemptRecord", "ClaimedDelivery", "DeliveryStore", "SinkRoute"]
 
 _d = event_deliveries
-_earlier = event_deliveries.alias("earlier")
-#: Larger than any event seq: "no event waits for fan-out".
-_NO_SEQ_LIMIT = 2**62
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,100 +161,47 @@ class DeliveryStore:
         finally:
             await connection.close()
 
-    def _due_query(self, sink: str, *, now_ms: int, limit: int) -> Any:
-        # Due only if it is the lowest pending event of its order for this sink. A
-        # scalar min() per candidate, answered from the (sink, aggregate_key, status,
-        # event_seq) index: unlike NOT EXISTS, the planner cannot turn it into a join
-        # that compares every pending row with every other.
-        head_of_order = (
-            select(func.min(_earlier.c.event_seq))
-            .where(
-                _earlier.c.sink == _d.c.sink,
-                _earlier.c.aggregate_key == _d.c.aggregate_key,
-                _earlier.c.status == DeliveryStatus.PENDING,
-            )
-            .scalar_subquery()
-        )
-        # An event not yet fanned out holds back every delivery of a later event, not
-        # only those of its own order: one probe per claim instead of one per candidate
-        # (the fan-out queue is short, and its deleted rows make each probe slower).
-        # Same statement, same snapshot: an event is either still queued or has its
-        # deliveries, never neither (fan-out moves it in one transaction).
-        oldest_unfanned = select(func.min(event_fanout.c.event_seq)).scalar_subquery()
-        return (
-            select(_d.c.id)
-            .where(
-                _d.c.sink == sink,
-                _d.c.status == DeliveryStatus.PENDING,
-                _d.c.next_attempt_at_ms <= now_ms,
-                or_(_d.c.locked_until_ms.is_(None), _d.c.locked_until_ms <= now_ms),
-                _d.c.event_seq < func.coalesce(oldest_unfanned, _NO_SEQ_LIMIT),
-                _d.c.event_seq == head_of_order,
-            )
-            .order_by(_d.c.next_attempt_at_ms)
-            .limit(limit)
-        )
-
     async def claim(
         self, sink: str, *, token: str, now_ms: int, lease_ms: int, limit: int
     ) -> list[ClaimedDelivery]:
-        """Lease up to ``limit`` due deliveries of ``sink`` under ``token``."""
+        """Lease up to ``limit`` due deliveries of ``sink`` under ``token``.
+
+        The steps are described in :mod:`wxpaykit.dispatch.claims`.
+        """
         if limit <= 0:
             return []
         features = await self.features()
-        due = self._due_query(sink, now_ms=now_ms, limit=limit)
+        scan = claims.candidates_query(sink, now_ms=now_ms, limit=claims.scan_size(limit))
         if not features.skip_locked:
             # Look first without the write lock: most polls find nothing due.
             async with read_only(self.engine) as reader:
-                ids = list((await reader.scalars(due)).all())
-            if not ids:
-                return []
+                if (await reader.execute(scan.limit(1))).first() is None:
+                    return []
+        else:
+            scan = scan.with_for_update(skip_locked=True)
         connection = await self._begin()
         try:
             async with connection.begin():
-                if features.skip_locked:
-                    due = due.with_for_update(skip_locked=True)
-                    ids = list((await connection.scalars(due)).all())
-                    if not ids:
-                        return []
-                # The lease condition is re-checked here: a competitor that claimed
-                # the same candidates first leaves nothing for this update.
-                await connection.execute(
-                    update(_d)
-                    .where(
-                        _d.c.id.in_(ids),
-                        _d.c.status == DeliveryStatus.PENDING,
-                        or_(_d.c.locked_until_ms.is_(None), _d.c.locked_until_ms <= now_ms),
-                    )
-                    .values(
-                        locked_by=token,
-                        locked_until_ms=now_ms + lease_ms,
-                        # Due again when the lease ends (if the worker died): the claim
-                        # walk skips deliveries in flight without reading them.
-                        next_attempt_at_ms=now_ms + lease_ms,
-                        attempts=_d.c.attempts + 1,
-                        updated_at_ms=now_ms,
-                    )
+                candidates = [
+                    claims.Candidate(row.id, row.aggregate_key, row.event_seq)
+                    for row in await connection.execute(scan)
+                ]
+                if not candidates:
+                    return []
+                keys = sorted({candidate.aggregate_key for candidate in candidates})
+                heads = (await connection.execute(claims.heads_query(sink, keys))).all()
+                ids = claims.choose_heads(
+                    candidates,
+                    {row.aggregate_key: row.head_seq for row in heads},
+                    heads[0].unfanned_seq if heads else None,
+                    limit=limit,
                 )
-                rows = (
-                    await connection.execute(
-                        select(
-                            _d.c.id,
-                            _d.c.attempts,
-                            _d.c.window_started_at_ms,
-                            events.c.seq,
-                            events.c.event_id,
-                            events.c.type,
-                            events.c.mchid,
-                            events.c.aggregate_key,
-                            events.c.payload,
-                            events.c.created_at_ms,
-                        )
-                        .join(events, events.c.seq == _d.c.event_seq)
-                        .where(_d.c.id.in_(ids), _d.c.locked_by == token)
-                        .order_by(_d.c.event_seq)
-                    )
-                ).all()
+                if not ids:
+                    return []
+                await connection.execute(
+                    claims.lease_statement(ids, token=token, now_ms=now_ms, lease_ms=lease_ms)
+                )
+                rows = (await connection.execute(claims.leased_query(ids, token=token))).all()
         finally:
             await connection.close()
         return [
@@ -279,6 +224,7 @@ class DeliveryStore:
 
     async def record(
         self,
+        sink: str,
         records: Sequence[AttemptRecord],
         *,
         token_by_id: dict[int, str],
@@ -289,7 +235,10 @@ class DeliveryStore:
 
         Successes are recorded whoever holds the lease now (the event did arrive);
         retries and dead letters only while our lease still stands, so a worker that
-        overran its lease cannot undo a newer worker's result.
+        overran its lease cannot undo a newer worker's result. Later events of an
+        order whose delivery is retried, if never attempted, become due no earlier
+        than that retry: they could not be delivered before it anyway, and claims
+        need not read them (a replay makes them due again at once).
         """
         if not records:
             return
@@ -346,6 +295,27 @@ class DeliveryStore:
                                 "b_error": r.result.error or "failed",
                             }
                             for r in group
+                        ],
+                    )
+                if retries:
+                    await connection.execute(
+                        update(_d)
+                        .where(
+                            _d.c.sink == sink,
+                            _d.c.aggregate_key == bindparam("b_key"),
+                            _d.c.status == DeliveryStatus.PENDING,
+                            _d.c.event_seq > bindparam("b_seq"),
+                            _d.c.attempts == 0,
+                            _d.c.next_attempt_at_ms < bindparam("b_next"),
+                        )
+                        .values(next_attempt_at_ms=bindparam("b_next")),
+                        [
+                            {
+                                "b_key": r.claimed.event.aggregate_key,
+                                "b_seq": r.claimed.event.seq,
+                                "b_next": r.next_attempt_at_ms,
+                            }
+                            for r in retries
                         ],
                     )
                 await connection.execute(

@@ -182,7 +182,7 @@ class SinkDispatcher:
         now_ms = self.clock.now_ms()
         try:
             await self.store.record(
-                records, token_by_id=tokens, worker=self.worker_id, now_ms=now_ms
+                self.sink.name, records, token_by_id=tokens, worker=self.worker_id, now_ms=now_ms
             )
         except Exception:
             # Keep them for the next poll; the leases protect the rows meanwhile.

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wxpaykit.dispatch.database import read_only
@@ -246,6 +246,11 @@ async def replay(
         ]
     not_leased = or_(_d.c.locked_until_ms.is_(None), _d.c.locked_until_ms <= now_ms)
     async with engine.begin() as connection:
+        orders = (
+            await connection.execute(
+                select(_d.c.sink, _d.c.aggregate_key).distinct().where(*conditions, not_leased)
+            )
+        ).all()
         result = await connection.execute(
             update(_d)
             .where(*conditions, not_leased)
@@ -260,4 +265,19 @@ async def replay(
                 updated_at_ms=now_ms,
             )
         )
+        if orders:
+            # Later events of these orders that were never attempted may wait for the
+            # retry time of an event replayed now (see DeliveryStore.record).
+            await connection.execute(
+                update(_d)
+                .where(
+                    _d.c.sink == bindparam("b_sink"),
+                    _d.c.aggregate_key == bindparam("b_key"),
+                    _d.c.status == DeliveryStatus.PENDING,
+                    _d.c.attempts == 0,
+                    _d.c.next_attempt_at_ms > now_ms,
+                )
+                .values(next_attempt_at_ms=now_ms),
+                [{"b_sink": row.sink, "b_key": row.aggregate_key} for row in orders],
+            )
     return int(result.rowcount)

@@ -5,6 +5,7 @@
   for writes; MySQL/MariaDB at READ COMMITTED (PostgreSQL's default), so a re-read
   after a failed conditional update sees the latest committed row.
 * :func:`insert_or_ignore` - insert a row unless a unique key already holds it.
+* :func:`insert_many_or_ignore` - the same for many rows, in one statement where it can.
 * :func:`for_claim` - ``FOR UPDATE SKIP LOCKED`` where the database has it.
 * :func:`is_unique_violation`, :func:`is_retryable`, :func:`describe` - reading driver
   errors without leaking statement parameters.
@@ -12,7 +13,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, Table, event
@@ -28,6 +29,7 @@ __all__ = [
     "create_engine",
     "describe",
     "for_claim",
+    "insert_many_or_ignore",
     "insert_or_ignore",
     "is_retryable",
     "is_unique_violation",
@@ -161,6 +163,48 @@ async def insert_or_ignore(
             raise
     key = result.inserted_primary_key
     return tuple(key) if key is not None else ()
+
+
+#: Rows per multi-row INSERT, far below every driver's bound-parameter limit.
+_ROWS_PER_STATEMENT = 500
+
+
+async def insert_many_or_ignore(
+    connection: AsyncConnection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows``, skipping those a unique key already holds (even within ``rows``).
+
+    Returns the ``returning`` columns of the rows actually inserted. PostgreSQL and
+    SQLite: one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per 500 rows (a
+    round trip per statement instead of per row); rows are inserted in the given
+    order, so autoincrement keys follow it. MySQL/MariaDB have no ``RETURNING`` on
+    INSERT (MySQL) or no conflict clause (both): one :func:`insert_or_ignore` per row,
+    the returned values taken from the row and its new primary key.
+    """
+    name = connection.dialect.name
+    columns = [table.c[column] for column in returning]
+    inserted: list[tuple[Any, ...]] = []
+    if name in ("postgresql", "sqlite"):
+        dialect_insert = pg_insert if name == "postgresql" else sqlite_insert
+        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+            chunk = [dict(row) for row in rows[start : start + _ROWS_PER_STATEMENT]]
+            statement = (
+                dialect_insert(table).values(chunk).on_conflict_do_nothing().returning(*columns)
+            )
+            inserted.extend(tuple(row) for row in await connection.execute(statement))
+        return inserted
+    key_names = [column.name for column in table.primary_key.columns]
+    for row in rows:
+        key = await insert_or_ignore(connection, table, row)
+        if key is None:
+            continue
+        values = {**row, **dict(zip(key_names, key, strict=False))}
+        inserted.append(tuple(values[column] for column in returning))
+    return inserted
 
 
 def for_claim(statement: _StmtT, dialect_name: str) -> _StmtT:

@@ -42,10 +42,10 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    select,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wxpaykit.storage.dialects import insert_many_or_ignore
 from wxpaykit.storage.schema import BigIntegerKey, metadata
 
 __all__ = [
@@ -217,40 +217,43 @@ async def append_events(
 ) -> list[str]:
     """Insert events inside the caller's transaction; returns the ids actually inserted.
 
-    An event whose ``dedup_key`` already exists is skipped (not an error): the
-    transition it describes was already recorded. The check is a plain select followed
-    by insert; the unique constraint on ``dedup_key`` is what makes it safe, because the
-    caller's conditional update already serialised concurrent writers of one order.
-    Each inserted event is queued in ``event_fanout`` in the same transaction, so a
-    worker creates its deliveries exactly when (and only if) the caller commits.
+    An event whose ``dedup_key`` already exists (or repeats one earlier in
+    ``new_events``) is skipped, not an error: the transition it describes was already
+    recorded. Concurrent writers of one key are safe: the insert skips on the unique
+    constraint (on PostgreSQL it waits for the other transaction, then skips).
+    Inserted events are queued in ``event_fanout`` in the same transaction, so a
+    worker creates their deliveries exactly when (and only if) the caller commits.
+    Two statements for the whole batch on PostgreSQL and SQLite (see
+    :func:`~wxpaykit.storage.dialects.insert_many_or_ignore`); ``seq`` follows the
+    order of ``new_events``.
     """
-    inserted: list[str] = []
-    for event in new_events:
-        existing = await connection.scalar(
-            select(events.c.event_id).where(events.c.dedup_key == event.dedup_key)
-        )
-        if existing is not None:
-            continue
-        result = await connection.execute(
-            events.insert().values(
-                event_id=event.event_id,
-                type=event.type,
-                mchid=event.mchid,
-                aggregate_key=event.aggregate_key,
-                dedup_key=event.dedup_key,
-                payload=render_envelope(event, now_ms=now_ms),
-                created_at_ms=now_ms,
-            )
-        )
-        (seq,) = result.inserted_primary_key or (None,)
-        if seq is None:  # pragma: no cover - every supported driver reports the key
-            seq = await connection.scalar(
-                select(events.c.seq).where(events.c.event_id == event.event_id)
-            )
-        await connection.execute(
-            event_fanout.insert().values(
-                event_seq=seq, aggregate_key=event.aggregate_key, created_at_ms=now_ms
-            )
-        )
-        inserted.append(event.event_id)
-    return inserted
+    if not new_events:
+        return []
+    inserted = await insert_many_or_ignore(
+        connection,
+        events,
+        [
+            {
+                "event_id": event.event_id,
+                "type": event.type,
+                "mchid": event.mchid,
+                "aggregate_key": event.aggregate_key,
+                "dedup_key": event.dedup_key,
+                "payload": render_envelope(event, now_ms=now_ms),
+                "created_at_ms": now_ms,
+            }
+            for event in new_events
+        ],
+        returning=("seq", "event_id", "aggregate_key"),
+    )
+    if not inserted:
+        return []
+    await connection.execute(
+        event_fanout.insert(),
+        [
+            {"event_seq": seq, "aggregate_key": aggregate_key, "created_at_ms": now_ms}
+            for seq, _event_id, aggregate_key in inserted
+        ],
+    )
+    ids = {event_id for _seq, event_id, _aggregate_key in inserted}
+    return [event.event_id for event in new_events if event.event_id in ids]

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
@@ -44,6 +44,7 @@ from wxpaykit.storage.base import (
 from wxpaykit.storage.codec import load_notification
 from wxpaykit.storage.dead_letters import mark_dead_letter, pending_dead_letters, save_dead_letter
 from wxpaykit.storage.events import append_events
+from wxpaykit.storage.group_commit import GroupCommitter
 from wxpaykit.storage.payments import apply_payment
 from wxpaykit.storage.refunds import apply_refund
 from wxpaykit.storage.retention import purge_raw_requests
@@ -59,6 +60,8 @@ __all__ = ["Clock", "SqlLedger"]
 #: Milliseconds since the epoch; injected so tests control expiry and retention.
 Clock = Callable[[], int]
 _T = TypeVar("_T")
+# Built once (building per call costs more CPU than executing); values bound at execution.
+_INSERT_RAW_REQUEST = raw_requests.insert()
 
 
 def _system_clock() -> int:
@@ -80,6 +83,10 @@ class SqlLedger:
         clock: Clock = _system_clock,
         count_duplicates: bool = True,
         max_attempts: int = 8,
+        group_commit: bool = True,
+        group_max_items: int = 64,
+        group_max_in_flight: int = 2,
+        group_max_wait_ms: float = 0.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -92,6 +99,19 @@ class SqlLedger:
         # of having them poll the file lock (busy_timeout still covers other processes).
         self._sqlite_writer = asyncio.Lock() if self._dialect == "sqlite" else None
         self._retries = 0
+        self._batch_fallbacks = 0
+        # Concurrent record_notification calls share transactions (see group_commit.py);
+        # a lone caller still gets its own transaction at once.
+        self._group: GroupCommitter[VerifiedNotification, RecordResult] | None = (
+            GroupCommitter(
+                self.record_notifications_batch,
+                max_items=group_max_items,
+                max_in_flight=group_max_in_flight,
+                max_wait_ms=group_max_wait_ms,
+            )
+            if group_commit
+            else None
+        )
 
     @classmethod
     def from_url(
@@ -104,6 +124,7 @@ class SqlLedger:
         clock: Clock = _system_clock,
         count_duplicates: bool = True,
         max_attempts: int = 8,
+        group_commit: bool = True,
         sqlite_busy_timeout_ms: int = 10_000,
         echo: bool = False,
     ) -> SqlLedger:
@@ -121,7 +142,11 @@ class SqlLedger:
             echo=echo,
         )
         return cls(
-            engine, clock=clock, count_duplicates=count_duplicates, max_attempts=max_attempts
+            engine,
+            clock=clock,
+            count_duplicates=count_duplicates,
+            max_attempts=max_attempts,
+            group_commit=group_commit,
         )
 
     @property
@@ -140,44 +165,116 @@ class SqlLedger:
     async def __aexit__(self, *_exc: object) -> None:
         await self.aclose()
 
+    @property
+    def batch_fallbacks(self) -> int:
+        """Shared transactions that failed and were redone one notification each; a metric."""
+        return self._batch_fallbacks
+
+    @property
+    def average_group_size(self) -> float:
+        """Notifications per group-commit transaction so far (1.0: no batching); a metric."""
+        return self._group.average_group_size if self._group is not None else 1.0
+
     async def aclose(self) -> None:
-        """Close every pooled connection."""
+        """Finish queued notifications, then close every pooled connection."""
+        if self._group is not None:
+            await self._group.drain()
         await self._engine.dispose()
 
     # --- the request path -------------------------------------------------------------
 
     async def record_notification(self, notification: VerifiedNotification) -> RecordResult:
-        """Record, apply and append events in one transaction; return after commit."""
-        validate_notification(notification)
+        """Record, apply and append events in one transaction; return after commit.
 
-        async def work(connection: AsyncConnection, now_ms: int) -> RecordResult:
-            pk = await self._insert_notification(connection, notification, now_ms)
-            if pk is None:
-                if self._count_duplicates:
-                    await connection.execute(
-                        update(notifications)
-                        .where(
-                            notifications.c.mchid == notification.mchid,
-                            notifications.c.notification_id == notification.notification_id,
-                        )
-                        .values(duplicate_count=notifications.c.duplicate_count + 1)
-                    )
-                return RecordResult(outcome=RecordOutcome.DUPLICATE)
-            applied = await self._apply(connection, notification, now_ms)
-            event_ids = await append_events(connection, applied.events, now_ms=now_ms)
-            if applied.outcome is not RecordOutcome.APPLIED:  # the row was inserted as APPLIED
-                await connection.execute(
-                    update(notifications)
-                    .where(notifications.c.id == pk)
-                    .values(outcome=applied.outcome.value)
+        With group commit (the default) the transaction may be shared with other
+        notifications recorded concurrently; the result is this notification's own, and
+        is returned only after the commit.
+        """
+        validate_notification(notification)
+        if self._group is None:
+            return await self._record_alone(notification)
+        return await self._group.submit(notification)
+
+    async def record_notifications_batch(
+        self, batch: Sequence[VerifiedNotification]
+    ) -> list[RecordResult | Exception]:
+        """Record several notifications in one transaction; one result or error per item.
+
+        Items are handled in ``(mchid, notification_id)`` order so that concurrent
+        batches take row locks in the same order. If the shared transaction fails for
+        any reason, nothing of it was committed and every item is recorded again in its
+        own transaction (with the usual retries), so one bad item cannot fail the others.
+        """
+        outcomes: list[RecordResult | Exception | None] = [None] * len(batch)
+        valid: list[int] = []
+        for index, notification in enumerate(batch):
+            try:
+                validate_notification(notification)
+            except MalformedMessageError as exc:
+                outcomes[index] = exc
+            else:
+                valid.append(index)
+        if len(valid) > 1:
+            valid.sort(key=lambda i: (batch[i].mchid, batch[i].notification_id))
+
+            async def work(connection: AsyncConnection, now_ms: int) -> list[RecordResult]:
+                return [await self._record_in(connection, batch[i], now_ms) for i in valid]
+
+            try:
+                shared = await self._transaction(
+                    work, what="record_notifications_batch", attempts=1
                 )
-            return RecordResult(
-                outcome=applied.outcome,
-                transitions=tuple(applied.transitions),
-                event_ids=tuple(event_ids),
+            except Exception:  # fall back below: each item alone, with retries
+                self._batch_fallbacks += 1
+            else:
+                for index, result in zip(valid, shared, strict=True):
+                    outcomes[index] = result
+                valid = []
+        if valid:
+            alone = await asyncio.gather(
+                *(self._record_alone(batch[i]) for i in valid), return_exceptions=True
             )
+            for index, single in zip(valid, alone, strict=True):
+                if isinstance(single, BaseException) and not isinstance(single, Exception):
+                    raise single
+                outcomes[index] = single
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def _record_alone(self, notification: VerifiedNotification) -> RecordResult:
+        async def work(connection: AsyncConnection, now_ms: int) -> RecordResult:
+            return await self._record_in(connection, notification, now_ms)
 
         return await self._transaction(work, what="record_notification")
+
+    async def _record_in(
+        self, connection: AsyncConnection, notification: VerifiedNotification, now_ms: int
+    ) -> RecordResult:
+        """Insert, apply and append events for one notification in the caller's transaction."""
+        pk = await self._insert_notification(connection, notification, now_ms)
+        if pk is None:
+            if self._count_duplicates:
+                await connection.execute(
+                    update(notifications)
+                    .where(
+                        notifications.c.mchid == notification.mchid,
+                        notifications.c.notification_id == notification.notification_id,
+                    )
+                    .values(duplicate_count=notifications.c.duplicate_count + 1)
+                )
+            return RecordResult(outcome=RecordOutcome.DUPLICATE)
+        applied = await self._apply(connection, notification, now_ms)
+        event_ids = await append_events(connection, applied.events, now_ms=now_ms)
+        if applied.outcome is not RecordOutcome.APPLIED:  # the row was inserted as APPLIED
+            await connection.execute(
+                update(notifications)
+                .where(notifications.c.id == pk)
+                .values(outcome=applied.outcome.value)
+            )
+        return RecordResult(
+            outcome=applied.outcome,
+            transitions=tuple(applied.transitions),
+            event_ids=tuple(event_ids),
+        )
 
     async def _insert_notification(
         self, connection: AsyncConnection, notification: VerifiedNotification, now_ms: int
@@ -209,12 +306,13 @@ class SqlLedger:
         pk = int(key[0]) if key else await self._notification_pk(connection, notification)
         if raw is not None:
             await connection.execute(
-                raw_requests.insert().values(
-                    notification_pk=pk,
-                    headers=json.dumps(dict(raw.headers), ensure_ascii=False),
-                    body=raw.body,
-                    received_at_ms=raw.received_at_ms,
-                )
+                _INSERT_RAW_REQUEST,
+                {
+                    "notification_pk": pk,
+                    "headers": json.dumps(dict(raw.headers), ensure_ascii=False),
+                    "body": raw.body,
+                    "received_at_ms": raw.received_at_ms,
+                },
             )
         return pk
 
@@ -428,10 +526,12 @@ class SqlLedger:
         *,
         what: str,
         read_only: bool = False,
+        attempts: int | None = None,
     ) -> _T:
         """Run ``work`` in a transaction, re-running it on contention; commit; return."""
         last: BaseException | None = None
-        for attempt in range(1, self._max_attempts + 1):
+        max_attempts = attempts or self._max_attempts
+        for attempt in range(1, max_attempts + 1):
             try:
                 async with self._writer(read_only), self._engine.connect() as connection:
                     if read_only:
@@ -449,10 +549,10 @@ class SqlLedger:
                 last = exc
             except (SQLAlchemyError, OSError, TimeoutError) as exc:
                 raise StorageError(f"{what} failed: {dialects.describe(exc)}") from exc
-            if attempt < self._max_attempts:
+            if attempt < max_attempts:
                 self._retries += 1
                 await asyncio.sleep(backoff_delay(attempt, base_seconds=0.005, cap_seconds=0.2))
         raise StorageError(
-            f"{what} reached no definitive outcome after {self._max_attempts} attempts"
+            f"{what} reached no definitive outcome after {max_attempts} attempts"
             + (f": {dialects.describe(last)}" if isinstance(last, DBAPIError) else "")
         ) from last

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +25,17 @@ __all__ = ["apply_payment"]
 
 #: Re-reads inside one transaction before starting the transaction over.
 _MAX_REREADS = 3
+# Built once: building a statement per call (clause coercion, cache key of the literal
+# values) costs more CPU than executing it. Values are bound at execution.
+_READ_ORDER = select(orders).where(
+    orders.c.mchid == bindparam("w_mchid"), orders.c.out_trade_no == bindparam("w_out_trade_no")
+)
+# No .values(): the SET list is the execution parameters named like columns.
+_SET_ORDER_IF_UNCHANGED = update(orders).where(
+    orders.c.id == bindparam("w_id"),
+    orders.c.state == bindparam("w_state"),
+    orders.c.version == bindparam("w_version"),
+)
 
 
 async def apply_payment(
@@ -39,9 +50,7 @@ async def apply_payment(
     for _ in range(_MAX_REREADS):
         order = (
             await connection.execute(
-                select(orders).where(
-                    orders.c.mchid == mchid, orders.c.out_trade_no == facts.out_trade_no
-                )
+                _READ_ORDER, {"w_mchid": mchid, "w_out_trade_no": facts.out_trade_no}
             )
         ).one_or_none()
         if order is None:
@@ -64,15 +73,8 @@ async def apply_payment(
         if transition.to_state == TradeState.SUCCESS:
             values["transaction_id"] = facts.transaction_id or order.transaction_id
             values["success_time"] = facts.success_time
-        result = await connection.execute(
-            update(orders)
-            .where(
-                orders.c.id == order.id,
-                orders.c.state == order.state,
-                orders.c.version == order.version,
-            )
-            .values(**values)
-        )
+        values.update(w_id=order.id, w_state=order.state, w_version=order.version)
+        result = await connection.execute(_SET_ORDER_IF_UNCHANGED, values)
         if result.rowcount != 1:
             continue  # changed since we read it: read the committed row and decide again
         payload = _payload(order, notification_id, facts, to_state=transition.to_state)

@@ -3,19 +3,22 @@
 Success is a 2xx answer within ``timeout_seconds``. 408, 429, 5xx, timeouts and
 connection errors are transient; other 4xx are permanent (dead-lettered at once when
 the sink's retry policy says so). The body is sent exactly as stored, never
-re-serialised, so the signature covers the bytes the receiver reads.
+re-serialised, so the signature covers the bytes the receiver reads. Requests go
+over kept-alive connections (:mod:`wxpaykit.dispatch.sinks.http_pool`), at most
+``max_connections`` at once.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 from collections.abc import Mapping, Sequence
-
-import httpx
 
 from wxpaykit.dispatch.clock import Clock, SystemClock
 from wxpaykit.dispatch.sinks.base import OutgoingEvent, SinkResult
+from wxpaykit.dispatch.sinks.http_pool import WebhookClient, check_headers
 from wxpaykit.dispatch.webhooks import WebhookSecret, sign_webhook
-from wxpaykit.errors import ConfigurationError
+from wxpaykit.errors import ConfigurationError, TransportError
 
 __all__ = ["HttpSink", "is_permanent_status"]
 
@@ -50,7 +53,7 @@ class HttpSink:
         headers: Mapping[str, str] | None = None,
         max_connections: int = 64,
         clock: Clock | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not secrets:
             raise ConfigurationError(f"sink {name!r}: an HTTP sink needs at least one secret")
@@ -61,31 +64,29 @@ class HttpSink:
         self.timeout_seconds = timeout_seconds
         self._secrets = tuple(secrets)
         self._extra_headers = dict(headers or {})
+        try:
+            check_headers(list(self._extra_headers.items()))
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"sink {name!r}: {exc}") from None
         self._clock: Clock = clock or SystemClock()
-        self._transport = transport
+        self._ssl_context = ssl_context
         self._max_connections = max_connections
-        self._client: httpx.AsyncClient | None = None
+        self._client: WebhookClient | None = None
 
-    def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=self._max_connections,
-                max_keepalive_connections=self._max_connections,
-            ),
-            transport=self._transport,
-            follow_redirects=False,  # a redirect would resend a signed body elsewhere
+    def _new_client(self) -> WebhookClient:
+        return WebhookClient(
+            self.url, max_connections=self._max_connections, ssl_context=self._ssl_context
         )
 
     async def open(self) -> None:
-        """Create the connection pool."""
+        """Create the connection pool (connections open on first use)."""
         if self._client is None:
             self._client = self._new_client()
 
     async def close(self) -> None:
         """Close the connection pool."""
         if self._client is not None:
-            await self._client.aclose()
+            await self._client.close()
             self._client = None
 
     def signed_headers(self, event: OutgoingEvent) -> dict[str, str]:
@@ -101,24 +102,23 @@ class HttpSink:
         }
 
     async def deliver(self, event: OutgoingEvent) -> SinkResult:
-        """One POST; the answer's status decides."""
+        """One POST, answered within ``timeout_seconds``; the answer's status decides."""
         client = self._client
         if client is None:
             client = self._client = self._new_client()
         try:
-            response = await client.post(
-                self.url, content=event.body, headers=self.signed_headers(event)
-            )
-        except httpx.TimeoutException:
+            async with asyncio.timeout(self.timeout_seconds):
+                answer = await client.post(event.body, list(self.signed_headers(event).items()))
+        except TimeoutError:
             return SinkResult.failed(f"no answer within {self.timeout_seconds} s")
-        except httpx.HTTPError as exc:
-            return SinkResult.failed(f"{type(exc).__name__}: {exc}"[:300])
-        status = response.status_code
+        except TransportError as exc:
+            return SinkResult.failed(str(exc))
+        status = answer.status_code
         if 200 <= status < 300:
             return SinkResult.ok(status)
         return SinkResult.failed(
             f"HTTP {status}",
             status_code=status,
             permanent=is_permanent_status(status),
-            retry_after_seconds=_retry_after_seconds(response.headers.get("retry-after")),
+            retry_after_seconds=_retry_after_seconds(answer.retry_after),
         )
