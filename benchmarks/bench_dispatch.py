@@ -132,10 +132,11 @@ def new_event(n: int, orders: int, run: str) -> NewEvent:
 
 def run_producer(schema: str, rate: int, seconds: float, out: str) -> None:
     """Commit ``rate``/s events for ``seconds``: a batch every 10 ms, 4 connections."""
-    asyncio.run(_produce(schema, rate, seconds, Path(out)))
+    result = asyncio.run(_produce(schema, rate, seconds))
+    Path(out).write_text(json.dumps(result), encoding="utf-8")
 
 
-async def _produce(schema: str, rate: int, seconds: float, out: Path) -> None:
+async def _produce(schema: str, rate: int, seconds: float) -> dict[str, Any]:
     tick_s, lanes = 0.01, 4
     per_tick = max(1, round(rate * tick_s))
     ticks = int(seconds / tick_s)
@@ -158,7 +159,7 @@ async def _produce(schema: str, rate: int, seconds: float, out: Path) -> None:
     await asyncio.gather(*(lane(i) for i in range(lanes)))
     elapsed = time.monotonic() - start
     await engine.dispose()
-    out.write_text(json.dumps({"committed": committed, "elapsed": elapsed, "offered": rate}))
+    return {"committed": committed, "elapsed": elapsed, "offered": rate}
 
 
 # --- naive baseline process ---------------------------------------------------------
@@ -312,7 +313,7 @@ async def lag_run(
     await bench.client.post("/reset")
     producer = bench.process(run_producer, bench.schema, rate, seconds, str(out))
     await asyncio.to_thread(producer.join)
-    result = json.loads(out.read_text())
+    result = json.loads(await asyncio.to_thread(out.read_text, encoding="utf-8"))
     committed: dict[str, int] = result["committed"]
     complete = await bench.wait_for(len(committed), 15)
     received = await bench.receipts()

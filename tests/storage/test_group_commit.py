@@ -114,6 +114,33 @@ async def test_a_failing_caller_does_not_fail_concurrent_callers(
     assert await event_types(ledger, mchid) == ["payment.succeeded"] * 2
 
 
+async def test_a_batch_answers_twins_and_earlier_notifications_as_duplicates(
+    ledger: SqlLedger, mchid: str
+) -> None:
+    for name in ("A", "B"):
+        await ledger.create_order(order(mchid, name))
+    earlier = payment(mchid, "A")
+    await ledger.record_notification(earlier)
+    twin = payment(mchid, "B")
+
+    results = await ledger.record_notifications_batch([twin, earlier, twin])
+
+    assert [getattr(result, "outcome", None) for result in results] == [
+        RecordOutcome.APPLIED,
+        RecordOutcome.DUPLICATE,
+        RecordOutcome.DUPLICATE,
+    ]
+    assert ledger.batch_fallbacks == 0
+    async with ledger.engine.connect() as connection:
+        rows = await connection.execute(
+            select(notifications.c.out_trade_no, notifications.c.duplicate_count).where(
+                notifications.c.mchid == mchid
+            )
+        )
+        counts = {str(row.out_trade_no): int(row.duplicate_count) for row in rows}
+    assert counts == {"A": 1, "B": 1}
+
+
 async def test_invalid_item_is_refused_without_touching_the_group(
     ledger: SqlLedger, mchid: str
 ) -> None:

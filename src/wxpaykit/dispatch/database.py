@@ -10,14 +10,17 @@ correct; skip-locked only avoids contention.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy import ColumnElement, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from wxpaykit.storage.dialects import READ_ONLY
 
-__all__ = ["DialectFeatures", "detect_features", "read_only"]
+__all__ = ["DialectFeatures", "detect_features", "one_of", "read_only"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,3 +58,15 @@ async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
     async with engine.connect() as connection:
         connection = await connection.execution_options(**{READ_ONLY: True})
         yield connection
+
+
+def one_of(column: ColumnElement[Any], values: Sequence[Any], dialect: str) -> ColumnElement[bool]:
+    """``column IN (values)``; on PostgreSQL ``column = ANY(:values)``.
+
+    One array parameter instead of one per value: the statement text does not change
+    with the number of values, so asyncpg prepares it once instead of once per length
+    (each preparation is a round trip), and SQLAlchemy does not render a cast per value.
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))

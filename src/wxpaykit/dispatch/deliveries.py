@@ -13,8 +13,8 @@ dies mid-delivery leaves it to expire, and the next worker delivers the event ag
 with the same id (at-least-once).
 
 Order per aggregate (one order's events): a delivery is due only when no earlier
-event of the same aggregate is still pending for that sink, and no earlier event at
-all still waits for fan-out. Dead letters do not block later events.
+event of the same aggregate is still pending for that sink, or not yet fanned out.
+Dead letters do not block later events.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, delete, insert, select, update
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from wxpaykit.dispatch import claims
-from wxpaykit.dispatch.database import DialectFeatures, detect_features, read_only
+from wxpaykit.dispatch.database import DialectFeatures, detect_features, one_of, read_only
 from wxpaykit.dispatch.sinks.base import OutgoingEvent, SinkResult
 from wxpaykit.storage.events import (
     DeliveryStatus,
@@ -131,7 +132,7 @@ class DeliveryStore:
                     await connection.execute(
                         select(
                             events.c.seq, events.c.event_id, events.c.type, events.c.aggregate_key
-                        ).where(events.c.seq.in_(seqs))
+                        ).where(one_of(events.c.seq, seqs, features.name))
                     )
                 ).all()
                 values = [
@@ -155,7 +156,9 @@ class DeliveryStore:
                 if values:
                     await connection.execute(self._insert_ignore(connection), values)
                 await connection.execute(
-                    delete(event_fanout).where(event_fanout.c.event_seq.in_(seqs))
+                    delete(event_fanout).where(
+                        one_of(event_fanout.c.event_seq, seqs, features.name)
+                    )
                 )
                 return len(seqs)
         finally:
@@ -171,39 +174,14 @@ class DeliveryStore:
         if limit <= 0:
             return []
         features = await self.features()
-        scan = claims.candidates_query(sink, now_ms=now_ms, limit=claims.scan_size(limit))
-        if not features.skip_locked:
-            # Look first without the write lock: most polls find nothing due.
-            async with read_only(self.engine) as reader:
-                if (await reader.execute(scan.limit(1))).first() is None:
-                    return []
+        if features.skip_locked:
+            rows = await self._claim_skip_locked(
+                sink, features.name, token=token, now_ms=now_ms, lease_ms=lease_ms, limit=limit
+            )
         else:
-            scan = scan.with_for_update(skip_locked=True)
-        connection = await self._begin()
-        try:
-            async with connection.begin():
-                candidates = [
-                    claims.Candidate(row.id, row.aggregate_key, row.event_seq)
-                    for row in await connection.execute(scan)
-                ]
-                if not candidates:
-                    return []
-                keys = sorted({candidate.aggregate_key for candidate in candidates})
-                heads = (await connection.execute(claims.heads_query(sink, keys))).all()
-                ids = claims.choose_heads(
-                    candidates,
-                    {row.aggregate_key: row.head_seq for row in heads},
-                    heads[0].unfanned_seq if heads else None,
-                    limit=limit,
-                )
-                if not ids:
-                    return []
-                await connection.execute(
-                    claims.lease_statement(ids, token=token, now_ms=now_ms, lease_ms=lease_ms)
-                )
-                rows = (await connection.execute(claims.leased_query(ids, token=token))).all()
-        finally:
-            await connection.close()
+            rows = await self._claim_serialised(
+                sink, features.name, token=token, now_ms=now_ms, lease_ms=lease_ms, limit=limit
+            )
         return [
             ClaimedDelivery(
                 delivery_id=row.id,
@@ -221,6 +199,92 @@ class DeliveryStore:
             )
             for row in rows
         ]
+
+    async def _choose(
+        self, connection: AsyncConnection, sink: str, dialect: str, *, now_ms: int, limit: int
+    ) -> list[int]:
+        """Steps 1 and 2 of a claim: the ids that may be leased now."""
+        scan = claims.candidates_query(sink, now_ms=now_ms, limit=claims.scan_size(limit))
+        candidates = [
+            claims.Candidate(row.id, row.aggregate_key, row.event_seq)
+            for row in await connection.execute(scan)
+        ]
+        if not candidates:
+            return []
+        keys = sorted({candidate.aggregate_key for candidate in candidates})
+        heads = (await connection.execute(claims.heads_query(keys, dialect=dialect))).all()
+        return claims.choose_heads(
+            candidates,
+            {row.aggregate_key: row.head_seq for row in heads if row.sink == sink},
+            {row.aggregate_key: row.head_seq for row in heads if row.sink is None},
+            limit=limit,
+        )
+
+    async def _claim_skip_locked(
+        self, sink: str, dialect: str, *, token: str, now_ms: int, lease_ms: int, limit: int
+    ) -> Sequence[Row[Any]]:
+        # Choose without locks, then lock only the chosen rows (locking a row writes it).
+        async with self.engine.connect() as reader:
+            reader = await reader.execution_options(isolation_level="AUTOCOMMIT")
+            ids = await self._choose(reader, sink, dialect, now_ms=now_ms, limit=limit)
+            if not ids:
+                return []
+            if dialect == "postgresql":  # one atomic statement
+                statement = claims.lease_and_read_postgresql(
+                    ids, token=token, now_ms=now_ms, lease_ms=lease_ms
+                )
+                leased: Sequence[Row[Any]] = (await reader.execute(statement)).all()
+                return leased
+        connection = await self._begin()
+        try:
+            async with connection.begin():
+                locked = list(
+                    (
+                        await connection.scalars(
+                            claims.lock_query(ids, now_ms=now_ms, dialect=dialect)
+                        )
+                    ).all()
+                )
+                if not locked:
+                    return []
+                await connection.execute(
+                    claims.lease_statement(
+                        locked, token=token, now_ms=now_ms, lease_ms=lease_ms, dialect=dialect
+                    )
+                )
+                query = claims.leased_query(locked, token=token, dialect=dialect)
+                rows: Sequence[Row[Any]] = (await connection.execute(query)).all()
+                return rows
+        finally:
+            await connection.close()
+
+    async def _claim_serialised(
+        self, sink: str, dialect: str, *, token: str, now_ms: int, lease_ms: int, limit: int
+    ) -> Sequence[Row[Any]]:
+        # Look first without the write lock: most polls find nothing due.
+        async with read_only(self.engine) as reader:
+            probe = claims.candidates_query(sink, now_ms=now_ms, limit=1)
+            if (await reader.execute(probe)).first() is None:
+                return []
+        connection = await self._begin()
+        try:
+            async with connection.begin():
+                ids = await self._choose(connection, sink, dialect, now_ms=now_ms, limit=limit)
+                if not ids:
+                    return []
+                # The lease condition is checked again: without row locks (older
+                # MariaDB), a competitor that leased the same rows first leaves
+                # nothing for this update.
+                await connection.execute(
+                    claims.lease_statement(
+                        ids, token=token, now_ms=now_ms, lease_ms=lease_ms, dialect=dialect
+                    )
+                )
+                query = claims.leased_query(ids, token=token, dialect=dialect)
+                rows: Sequence[Row[Any]] = (await connection.execute(query)).all()
+                return rows
+        finally:
+            await connection.close()
 
     async def record(
         self,
@@ -247,13 +311,17 @@ class DeliveryStore:
             r for r in records if not r.result.delivered and r.next_attempt_at_ms is not None
         ]
         dead = [r for r in records if not r.result.delivered and r.next_attempt_at_ms is None]
+        features = await self.features()
         connection = await self._begin()
         try:
             async with connection.begin():
                 if delivered:
                     await connection.execute(
                         update(_d)
-                        .where(_d.c.id.in_(delivered), _d.c.status == DeliveryStatus.PENDING)
+                        .where(
+                            one_of(_d.c.id, delivered, features.name),
+                            _d.c.status == DeliveryStatus.PENDING,
+                        )
                         .values(
                             status=DeliveryStatus.DELIVERED,
                             delivered_at_ms=now_ms,

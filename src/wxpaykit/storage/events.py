@@ -129,15 +129,15 @@ event_deliveries = Table(
     Index(
         "ix_event_deliveries_sink_status_next_attempt_at_ms", "sink", "status", "next_attempt_at_ms"
     ),
-    # The ordering check ("is this the lowest pending event of its order?") probes this
-    # index with equalities on its first three columns. Keep it the only index ordered
-    # by event_seq within a sink: given (sink, status, event_seq), PostgreSQL walks that
-    # one instead (it looks as cheap when rows lie in seq order) and reads every
-    # pending row of the sink per probe.
+    # The ordering check ("the lowest pending event of these orders?") looks orders up
+    # here. aggregate_key comes first, and that check names no sink, so that no other
+    # index can serve it: whatever the statistics say (none yet, or "almost nothing
+    # is pending" from before an outage), the planner cannot prefer walking every
+    # pending row of a sink through the index above.
     Index(
-        "ix_event_deliveries_sink_aggregate_key_status_event_seq",
-        "sink",
+        "ix_event_deliveries_aggregate_key_sink_status_event_seq",
         "aggregate_key",
+        "sink",
         "status",
         "event_seq",
     ),

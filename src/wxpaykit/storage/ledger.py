@@ -35,6 +35,7 @@ from wxpaykit.storage.base import (
     DeadLetterResult,
     LedgerStats,
     OrderRecord,
+    RawRequest,
     RecordOutcome,
     RecordResult,
     RedriveReport,
@@ -218,7 +219,7 @@ class SqlLedger:
             valid.sort(key=lambda i: (batch[i].mchid, batch[i].notification_id))
 
             async def work(connection: AsyncConnection, now_ms: int) -> list[RecordResult]:
-                return [await self._record_in(connection, batch[i], now_ms) for i in valid]
+                return await self._record_many_in(connection, [batch[i] for i in valid], now_ms)
 
             try:
                 shared = await self._transaction(
@@ -246,11 +247,53 @@ class SqlLedger:
 
         return await self._transaction(work, what="record_notification")
 
+    async def _record_many_in(
+        self, connection: AsyncConnection, items: Sequence[VerifiedNotification], now_ms: int
+    ) -> list[RecordResult]:
+        """:meth:`_record_in` for several notifications, with the inserts done in bulk.
+
+        One multi-row insert of the notification rows (a taken key, or a twin earlier in
+        ``items``, is skipped and answered DUPLICATE), one insert of their raw requests,
+        then each new notification is applied in order, as :meth:`_record_in` does.
+        """
+        rows = [
+            _notification_row(item, item.raw.received_at_ms if item.raw is not None else now_ms)
+            for item in items
+        ]
+        inserted = await dialects.insert_many_or_ignore(
+            connection, notifications, rows, returning=("id", "mchid", "notification_id")
+        )
+        new_pks = {(str(mchid), str(nid)): int(pk) for pk, mchid, nid in inserted}
+        pks: list[int | None] = []
+        for item in items:  # the first of twins is the new one; later twins are duplicates
+            pks.append(new_pks.pop((item.mchid, item.notification_id), None))
+        raws = [
+            _raw_request_row(pk, item.raw)
+            for item, pk in zip(items, pks, strict=True)
+            if pk is not None and item.raw is not None
+        ]
+        if raws:
+            await connection.execute(_INSERT_RAW_REQUEST, raws)
+        return [
+            await self._apply_recorded(connection, item, pk, now_ms)
+            for item, pk in zip(items, pks, strict=True)
+        ]
+
     async def _record_in(
         self, connection: AsyncConnection, notification: VerifiedNotification, now_ms: int
     ) -> RecordResult:
         """Insert, apply and append events for one notification in the caller's transaction."""
         pk = await self._insert_notification(connection, notification, now_ms)
+        return await self._apply_recorded(connection, notification, pk, now_ms)
+
+    async def _apply_recorded(
+        self,
+        connection: AsyncConnection,
+        notification: VerifiedNotification,
+        pk: int | None,
+        now_ms: int,
+    ) -> RecordResult:
+        """Finish one notification whose row was inserted as ``pk`` (None: key taken)."""
         if pk is None:
             if self._count_duplicates:
                 await connection.execute(
@@ -280,40 +323,15 @@ class SqlLedger:
         self, connection: AsyncConnection, notification: VerifiedNotification, now_ms: int
     ) -> int | None:
         raw = notification.raw
-        facts = notification.payment or notification.refund
-        refund = notification.refund
         received_at_ms = raw.received_at_ms if raw is not None else now_ms
         key = await dialects.insert_or_ignore(
-            connection,
-            notifications,
-            {
-                "mchid": notification.mchid,
-                "notification_id": notification.notification_id,
-                "api_version": notification.api_version,
-                "event_type": notification.event_type,
-                "kind": notification.kind,
-                "out_trade_no": facts.out_trade_no if facts is not None else None,
-                "out_refund_no": refund.out_refund_no if refund is not None else None,
-                # Provisional: the common case, corrected before commit when it differs
-                # (nobody sees the row before commit), which saves an UPDATE per payment.
-                "outcome": RecordOutcome.APPLIED.value,
-                "duplicate_count": 0,
-                "received_at_ms": received_at_ms,
-            },
+            connection, notifications, _notification_row(notification, received_at_ms)
         )
         if key is None:
             return None
         pk = int(key[0]) if key else await self._notification_pk(connection, notification)
         if raw is not None:
-            await connection.execute(
-                _INSERT_RAW_REQUEST,
-                {
-                    "notification_pk": pk,
-                    "headers": json.dumps(dict(raw.headers), ensure_ascii=False),
-                    "body": raw.body,
-                    "received_at_ms": raw.received_at_ms,
-                },
-            )
+            await connection.execute(_INSERT_RAW_REQUEST, _raw_request_row(pk, raw))
         return pk
 
     @staticmethod
@@ -556,3 +574,31 @@ class SqlLedger:
             f"{what} reached no definitive outcome after {max_attempts} attempts"
             + (f": {dialects.describe(last)}" if isinstance(last, DBAPIError) else "")
         ) from last
+
+
+def _notification_row(notification: VerifiedNotification, received_at_ms: int) -> dict[str, Any]:
+    facts = notification.payment or notification.refund
+    refund = notification.refund
+    return {
+        "mchid": notification.mchid,
+        "notification_id": notification.notification_id,
+        "api_version": notification.api_version,
+        "event_type": notification.event_type,
+        "kind": notification.kind,
+        "out_trade_no": facts.out_trade_no if facts is not None else None,
+        "out_refund_no": refund.out_refund_no if refund is not None else None,
+        # Provisional: the common case, corrected before commit when it differs
+        # (nobody sees the row before commit), which saves an UPDATE per payment.
+        "outcome": RecordOutcome.APPLIED.value,
+        "duplicate_count": 0,
+        "received_at_ms": received_at_ms,
+    }
+
+
+def _raw_request_row(pk: int, raw: RawRequest) -> dict[str, Any]:
+    return {
+        "notification_pk": pk,
+        "headers": json.dumps(dict(raw.headers), ensure_ascii=False),
+        "body": raw.body,
+        "received_at_ms": raw.received_at_ms,
+    }

@@ -158,8 +158,13 @@ class WebhookClient:
         protocol = connection.protocol
         answered = False
         try:
-            for part in (request, h11.Data(data=body), h11.EndOfMessage()):
-                connection.writer.write(protocol.send(part) or b"")
+            # One write, one system call: the head, the body and the (empty) trailer.
+            connection.writer.write(
+                b"".join(
+                    protocol.send(part) or b""
+                    for part in (request, h11.Data(data=body), h11.EndOfMessage())
+                )
+            )
             await connection.writer.drain()
             answer: HttpAnswer | None = None
             while True:

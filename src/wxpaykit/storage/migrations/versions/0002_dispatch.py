@@ -73,9 +73,9 @@ def upgrade() -> None:
         ["sink", "status", "next_attempt_at_ms"],
     )
     op.create_index(
-        "ix_event_deliveries_sink_aggregate_key_status_event_seq",
+        "ix_event_deliveries_aggregate_key_sink_status_event_seq",
         "event_deliveries",
-        ["sink", "aggregate_key", "status", "event_seq"],
+        ["aggregate_key", "sink", "status", "event_seq"],
     )
     op.create_table(
         "event_delivery_attempts",
