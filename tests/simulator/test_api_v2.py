@@ -105,7 +105,10 @@ async def test_unifiedorder_and_orderquery(
 async def test_bad_sign_and_business_errors(
     sim: InProcessSimulator, merchant: MerchantBundle
 ) -> None:
-    xml = _signed_xml(merchant, _unified(merchant)).replace(b"88", b"99")
+    signed = _signed_xml(merchant, _unified(merchant))
+    # Tamper with the amount only: a bare replace of "88" could also hit the random mch_id.
+    xml = signed.replace(b"<total_fee><![CDATA[88]]>", b"<total_fee><![CDATA[99]]>")
+    assert xml != signed
     reply = parse_xml((await sim.http.post("/pay/unifiedorder", content=xml)).content)
     assert (reply["return_code"], reply["return_msg"]) == ("FAIL", "签名错误")
     missing = parse_xml(

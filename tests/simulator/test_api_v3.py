@@ -171,7 +171,9 @@ async def test_signature_mismatch_has_platform_shape(
     body = json.dumps(native_order(merchant)).encode()
     url = sim.base_url + "/v3/pay/transactions/native"
     headers = signed_headers(merchant, "POST", url, body, timestamp=int(sim.simulator.clock.now()))
-    response = await sim.http.post(url, content=body.replace(b"100", b"999"), headers=headers)
+    tampered = body.replace(b'"total": 100', b'"total": 999')  # only the amount changes
+    assert tampered != body
+    response = await sim.http.post(url, content=tampered, headers=headers)
     assert response.status_code == 401
     error = response.json()
     assert error["code"] == "SIGN_ERROR"
