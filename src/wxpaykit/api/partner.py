@@ -12,15 +12,15 @@ import datetime as dt
 from typing import Any
 
 from wxpaykit.api import bills, refunds
-from wxpaykit.api.call import ApiCall, parse_empty, parse_model, path_segment
+from wxpaykit.api.call import ApiCall, path_segment
+from wxpaykit.api.orders import Amount, OrderFields, Payer, PrepayKind, PrepayResult, SceneInfo
 from wxpaykit.api.transactions import (
-    Amount,
-    OrderFields,
-    Payer,
-    PrepayKind,
-    PrepayResult,
-    SceneInfo,
-    parse_prepay,
+    Query,
+    check_prepay,
+    close_call,
+    order_amount,
+    prepay_call,
+    query_call,
 )
 from wxpaykit.core.models import Transaction
 
@@ -38,8 +38,6 @@ __all__ = [
     "refund",
     "trade_bill",
 ]
-
-_PATHS = {"JSAPI": "jsapi", "APP": "app", "H5": "h5", "NATIVE": "native"}
 
 
 class PartnerPrepayRequest(OrderFields):
@@ -67,18 +65,13 @@ def prepay(
     **optional: Any,
 ) -> ApiCall[PrepayResult]:
     """Partner prepay of any kind; JSAPI needs ``sp_openid`` or ``sub_openid`` (+ ``sub_appid``)."""
-    if kind not in _PATHS:
-        raise ValueError(f"unknown prepay kind {kind!r}; use JSAPI, APP, H5 or NATIVE")
+    check_prepay(kind, optional)
     if kind == "JSAPI":
         if not (sp_openid or sub_openid):
             raise ValueError("partner JSAPI prepay needs sp_openid or sub_openid")
         if sub_openid and not sub_appid:
             raise ValueError("sub_openid needs sub_appid")
         optional["payer"] = Payer(sp_openid=sp_openid, sub_openid=sub_openid)
-    if kind == "H5":
-        scene = optional.get("scene_info")
-        if not isinstance(scene, SceneInfo) or not scene.payer_client_ip or scene.h5_info is None:
-            raise ValueError("H5 prepay needs scene_info with payer_client_ip and h5_info")
     request = PartnerPrepayRequest(
         sp_appid=sp_appid,
         sp_mchid=sp_mchid,
@@ -87,18 +80,18 @@ def prepay(
         description=description,
         out_trade_no=out_trade_no,
         notify_url=notify_url,
-        amount=Amount(total=amount) if isinstance(amount, int) else amount,
+        amount=order_amount(amount),
         **optional,
     )
-    return ApiCall(
-        method="POST",
-        path=f"/v3/pay/partner/transactions/{_PATHS[kind]}",
-        body=request.to_wire(),
-        fill_mchid="sp_mchid",
-        fill_appid="sp_appid",
+    return prepay_call(
+        kind,
+        request,
+        base_path="/v3/pay/partner/transactions",
+        mchid_key="sp_mchid",
+        appid_key="sp_appid",
         # APP PayReq partnerId: the sub-merchant (protocol reference has no partner
         # example; unconfirmed, see docs/sdk.md).
-        parse=parse_prepay(kind, appid_key="sp_appid", mchid_key="sub_mchid"),
+        pay_mchid_key="sub_mchid",
     )
 
 
@@ -196,7 +189,7 @@ def native(
     )
 
 
-def _query(sub_mchid: str, sp_mchid: str | None) -> tuple[tuple[str, str | None], ...]:
+def _query(sub_mchid: str, sp_mchid: str | None) -> Query:
     # Alphabetical (sp_mchid before sub_mchid), as the official go SDK encodes it.
     return (("sp_mchid", sp_mchid), ("sub_mchid", sub_mchid))
 
@@ -205,26 +198,16 @@ def query_by_id(
     transaction_id: str, *, sub_mchid: str, sp_mchid: str | None = None
 ) -> ApiCall[Transaction]:
     """``GET /v3/pay/partner/transactions/id/{transaction_id}?sp_mchid=&sub_mchid=``."""
-    return ApiCall(
-        method="GET",
-        path=f"/v3/pay/partner/transactions/id/{path_segment(transaction_id)}",
-        query=_query(sub_mchid, sp_mchid),
-        fill_mchid="sp_mchid",
-        parse=parse_model(Transaction),
-    )
+    path = f"/v3/pay/partner/transactions/id/{path_segment(transaction_id)}"
+    return query_call(path, _query(sub_mchid, sp_mchid), mchid_key="sp_mchid")
 
 
 def query_by_out_trade_no(
     out_trade_no: str, *, sub_mchid: str, sp_mchid: str | None = None
 ) -> ApiCall[Transaction]:
     """``GET /v3/pay/partner/transactions/out-trade-no/{out_trade_no}?sp_mchid=&sub_mchid=``."""
-    return ApiCall(
-        method="GET",
-        path=f"/v3/pay/partner/transactions/out-trade-no/{path_segment(out_trade_no)}",
-        query=_query(sub_mchid, sp_mchid),
-        fill_mchid="sp_mchid",
-        parse=parse_model(Transaction),
-    )
+    path = f"/v3/pay/partner/transactions/out-trade-no/{path_segment(out_trade_no)}"
+    return query_call(path, _query(sub_mchid, sp_mchid), mchid_key="sp_mchid")
 
 
 def close(out_trade_no: str, *, sub_mchid: str, sp_mchid: str | None = None) -> ApiCall[None]:
@@ -232,13 +215,8 @@ def close(out_trade_no: str, *, sub_mchid: str, sp_mchid: str | None = None) -> 
     body: dict[str, Any] = {"sub_mchid": sub_mchid}
     if sp_mchid:
         body = {"sp_mchid": sp_mchid, **body}
-    return ApiCall(
-        method="POST",
-        path=f"/v3/pay/partner/transactions/out-trade-no/{path_segment(out_trade_no)}/close",
-        body=body,
-        fill_mchid="sp_mchid",
-        parse=parse_empty,
-    )
+    path = f"/v3/pay/partner/transactions/out-trade-no/{path_segment(out_trade_no)}/close"
+    return close_call(path, body, mchid_key="sp_mchid")
 
 
 def refund(

@@ -9,21 +9,29 @@ to hand to the front end (§7.2).
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
-
-from pydantic import Field, StrictInt, field_validator
+from typing import Any
 
 from wxpaykit.api.call import (
     ApiCall,
     ApiResponse,
     CallContext,
-    RequestModel,
-    ResponseModel,
     parse_empty,
     parse_model,
     path_segment,
+)
+from wxpaykit.api.orders import (
+    Amount,
+    Detail,
+    GoodsDetail,
+    H5Info,
+    OrderFields,
+    Payer,
+    PrepayKind,
+    PrepayResult,
+    SceneInfo,
+    SettleInfo,
+    StoreInfo,
 )
 from wxpaykit.core.models import TradeType, Transaction
 from wxpaykit.core.payment_params import app_pay_params, jsapi_pay_params
@@ -51,102 +59,8 @@ __all__ = [
     "query_by_out_trade_no",
 ]
 
-PrepayKind = Literal["JSAPI", "APP", "H5", "NATIVE"]
 _PREPAY_PATHS: dict[str, str] = {"JSAPI": "jsapi", "APP": "app", "H5": "h5", "NATIVE": "native"}
-
-
-class Amount(RequestModel):
-    """Order amount in fen (分): ``total`` >= 1."""
-
-    total: StrictInt = Field(ge=1)
-    currency: str = "CNY"
-
-
-class Payer(RequestModel):
-    """The payer: ``openid`` (direct), ``sp_openid`` or ``sub_openid`` (partner)."""
-
-    openid: str | None = None
-    sp_openid: str | None = None
-    sub_openid: str | None = None
-
-
-class StoreInfo(RequestModel):
-    """The merchant's store (``scene_info.store_info``)."""
-
-    id: str
-    name: str | None = None
-    area_code: str | None = None
-    address: str | None = None
-
-
-class H5Info(RequestModel):
-    """``scene_info.h5_info``, required by H5 prepay."""
-
-    type: Literal["iOS", "Android", "Wap"]
-    app_name: str | None = None
-    app_url: str | None = None
-    bundle_id: str | None = None
-    package_name: str | None = None
-
-
-class SceneInfo(RequestModel):
-    """``scene_info``; H5 needs ``payer_client_ip`` and ``h5_info``."""
-
-    payer_client_ip: str | None = None
-    device_id: str | None = None
-    store_info: StoreInfo | None = None
-    h5_info: H5Info | None = None
-
-
-class GoodsDetail(RequestModel):
-    """One line of ``detail.goods_detail``; prices in fen."""
-
-    merchant_goods_id: str
-    wechatpay_goods_id: str | None = None
-    goods_name: str | None = None
-    quantity: StrictInt = Field(ge=1)
-    unit_price: StrictInt
-
-
-class Detail(RequestModel):
-    """``detail`` (goods and cost price) for discounts and single-product coupons."""
-
-    cost_price: StrictInt | None = None
-    invoice_id: str | None = None
-    goods_detail: list[GoodsDetail] | None = None
-
-
-class SettleInfo(RequestModel):
-    """``settle_info``: ``profit_sharing`` freezes the funds for later sharing."""
-
-    profit_sharing: bool | None = None
-
-
-class OrderFields(RequestModel):
-    """The fields every prepay shares (direct and partner)."""
-
-    description: str = Field(min_length=1, max_length=127)
-    out_trade_no: str = Field(pattern=r"^[0-9A-Za-z_\-|*]{6,32}$")
-    notify_url: str = Field(max_length=255, pattern=r"^https?://[^?#]+$")
-    amount: Amount
-    time_expire: str | None = None
-    attach: str | None = Field(default=None, max_length=128)
-    goods_tag: str | None = None
-    support_fapiao: bool | None = None
-    limit_pay: list[str] | None = None
-    payer: Payer | None = None
-    detail: Detail | None = None
-    scene_info: SceneInfo | None = None
-    settle_info: SettleInfo | None = None
-
-    @field_validator("time_expire", mode="before")
-    @classmethod
-    def _rfc3339(cls, value: object) -> object:
-        if isinstance(value, dt.datetime):
-            if value.tzinfo is None:
-                raise ValueError("time_expire needs a timezone (RFC 3339)")
-            return value.isoformat(timespec="seconds")
-        return value
+Query = tuple[tuple[str, str | None], ...]
 
 
 class PrepayRequest(OrderFields):
@@ -154,22 +68,6 @@ class PrepayRequest(OrderFields):
 
     appid: str | None = None
     mchid: str | None = None
-
-
-class PrepayResult(ResponseModel):
-    """What the front end needs to pay.
-
-    ``prepay_id`` and the signed ``pay_params`` for JSAPI and APP (hand ``pay_params``
-    to ``wx.requestPayment`` / ``WeixinJSBridge`` or the OpenSDK as is), ``code_url``
-    for Native (render as a QR code), ``h5_url`` for H5 (redirect the browser).
-    """
-
-    trade_type: TradeType
-    out_trade_no: str
-    prepay_id: str | None = None
-    code_url: str | None = None
-    h5_url: str | None = None
-    pay_params: dict[str, str] | None = None
 
 
 def _required(document: dict[str, Any], key: str) -> str:
@@ -243,6 +141,62 @@ def _pay_appid(body: Mapping[str, Any], appid_key: str) -> str:
     return str(body.get(appid_key, ""))
 
 
+def check_prepay(kind: str, optional: Mapping[str, Any]) -> None:
+    """Reject an unknown prepay kind, and an H5 prepay without its scene (direct and partner)."""
+    if kind not in _PREPAY_PATHS:
+        raise ValueError(f"unknown prepay kind {kind!r}; use JSAPI, APP, H5 or NATIVE")
+    if kind == "H5":
+        scene = optional.get("scene_info")
+        if not isinstance(scene, SceneInfo) or not scene.payer_client_ip or scene.h5_info is None:
+            raise ValueError("H5 prepay needs scene_info with payer_client_ip and h5_info")
+
+
+def order_amount(amount: Amount | int) -> Amount:
+    """``amount`` as an :class:`Amount`; an int is the total in fen."""
+    return Amount(total=amount) if isinstance(amount, int) else amount
+
+
+def prepay_call(
+    kind: PrepayKind,
+    request: OrderFields,
+    *,
+    base_path: str,
+    mchid_key: str,
+    appid_key: str,
+    pay_mchid_key: str,
+) -> ApiCall[PrepayResult]:
+    """The prepay call for ``request`` under ``base_path`` (direct or partner).
+
+    ``mchid_key``/``appid_key`` name the body fields the client fills with its own
+    mchid/appid; ``pay_mchid_key`` names the field whose value APP ``pay_params`` carry
+    as ``partnerId``.
+    """
+    return ApiCall(
+        method="POST",
+        path=f"{base_path}/{_PREPAY_PATHS[kind]}",
+        body=request.to_wire(),
+        fill_mchid=mchid_key,
+        fill_appid=appid_key,
+        parse=parse_prepay(kind, appid_key=appid_key, mchid_key=pay_mchid_key),
+    )
+
+
+def query_call(path: str, query: Query, *, mchid_key: str) -> ApiCall[Transaction]:
+    """``GET`` one transaction at ``path`` (direct or partner)."""
+    return ApiCall(
+        method="GET",
+        path=path,
+        query=query,
+        fill_mchid=mchid_key,
+        parse=parse_model(Transaction),
+    )
+
+
+def close_call(path: str, body: dict[str, Any], *, mchid_key: str) -> ApiCall[None]:
+    """``POST`` the close of an order at ``path`` (direct or partner; answer 204)."""
+    return ApiCall(method="POST", path=path, body=body, fill_mchid=mchid_key, parse=parse_empty)
+
+
 def prepay(
     kind: PrepayKind,
     *,
@@ -261,14 +215,9 @@ def prepay(
     ``scene_info``, ``detail``, ...); unknown names raise ``ValueError``. JSAPI needs
     ``payer_openid``; H5 needs ``scene_info`` with ``payer_client_ip`` and ``h5_info``.
     """
-    if kind not in _PREPAY_PATHS:
-        raise ValueError(f"unknown prepay kind {kind!r}; use JSAPI, APP, H5 or NATIVE")
+    check_prepay(kind, optional)
     if kind == "JSAPI" and not payer_openid and "payer" not in optional:
         raise ValueError("JSAPI prepay needs payer_openid")
-    if kind == "H5":
-        scene = optional.get("scene_info")
-        if not isinstance(scene, SceneInfo) or not scene.payer_client_ip or scene.h5_info is None:
-            raise ValueError("H5 prepay needs scene_info with payer_client_ip and h5_info")
     if payer_openid is not None:
         optional["payer"] = Payer(openid=payer_openid)
     request = PrepayRequest(
@@ -277,16 +226,16 @@ def prepay(
         description=description,
         out_trade_no=out_trade_no,
         notify_url=notify_url,
-        amount=Amount(total=amount) if isinstance(amount, int) else amount,
+        amount=order_amount(amount),
         **optional,
     )
-    return ApiCall(
-        method="POST",
-        path=f"/v3/pay/transactions/{_PREPAY_PATHS[kind]}",
-        body=request.to_wire(),
-        fill_mchid="mchid",
-        fill_appid="appid",
-        parse=parse_prepay(kind, appid_key="appid", mchid_key="mchid"),
+    return prepay_call(
+        kind,
+        request,
+        base_path="/v3/pay/transactions",
+        mchid_key="mchid",
+        appid_key="appid",
+        pay_mchid_key="mchid",
     )
 
 
@@ -388,32 +337,17 @@ def native(
 
 def query_by_id(transaction_id: str, *, mchid: str | None = None) -> ApiCall[Transaction]:
     """``GET /v3/pay/transactions/id/{transaction_id}?mchid=``: the payment's truth."""
-    return ApiCall(
-        method="GET",
-        path=f"/v3/pay/transactions/id/{path_segment(transaction_id)}",
-        query=(("mchid", mchid),),
-        fill_mchid="mchid",
-        parse=parse_model(Transaction),
-    )
+    path = f"/v3/pay/transactions/id/{path_segment(transaction_id)}"
+    return query_call(path, (("mchid", mchid),), mchid_key="mchid")
 
 
 def query_by_out_trade_no(out_trade_no: str, *, mchid: str | None = None) -> ApiCall[Transaction]:
     """``GET /v3/pay/transactions/out-trade-no/{out_trade_no}?mchid=``."""
-    return ApiCall(
-        method="GET",
-        path=f"/v3/pay/transactions/out-trade-no/{path_segment(out_trade_no)}",
-        query=(("mchid", mchid),),
-        fill_mchid="mchid",
-        parse=parse_model(Transaction),
-    )
+    path = f"/v3/pay/transactions/out-trade-no/{path_segment(out_trade_no)}"
+    return query_call(path, (("mchid", mchid),), mchid_key="mchid")
 
 
 def close(out_trade_no: str, *, mchid: str | None = None) -> ApiCall[None]:
     """``POST .../out-trade-no/{out_trade_no}/close`` (answer 204); closing is re-entrant."""
-    return ApiCall(
-        method="POST",
-        path=f"/v3/pay/transactions/out-trade-no/{path_segment(out_trade_no)}/close",
-        body={"mchid": mchid} if mchid else {},
-        fill_mchid="mchid",
-        parse=parse_empty,
-    )
+    path = f"/v3/pay/transactions/out-trade-no/{path_segment(out_trade_no)}/close"
+    return close_call(path, {"mchid": mchid} if mchid else {}, mchid_key="mchid")
