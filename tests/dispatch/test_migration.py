@@ -1,5 +1,5 @@
-"""Migration 0002_dispatch creates exactly the tables the dispatcher queries, and queues
-events recorded before it for delivery."""
+"""Migration 0002_dispatch creates exactly the tables and indexes the dispatcher queries,
+and queues events recorded before it for delivery."""
 
 from __future__ import annotations
 
@@ -45,10 +45,26 @@ async def test_upgrade_creates_dispatch_tables_matching_the_models(
                     for table in DISPATCH
                 }
             )
+            indexes = await connection.run_sync(
+                lambda sync: {
+                    table: {
+                        (index["name"], tuple(index["column_names"]))
+                        for index in inspect(sync).get_indexes(table)
+                        if not index["unique"]
+                    }
+                    for table in DISPATCH
+                }
+            )
             queued = (await connection.scalars(select(event_fanout.c.event_seq))).all()
             seqs = (await connection.scalars(select(events.c.seq))).all()
         for table in DISPATCH:
             assert columns[table] == {column.name for column in metadata.tables[table].columns}
+            # the claim queries rely on these exact indexes (see wxpaykit.dispatch.claims)
+            assert indexes[table] == {
+                (index.name, tuple(column.name for column in index.columns))
+                for index in metadata.tables[table].indexes
+                if not index.unique
+            }
         assert list(queued) == list(seqs)
     finally:
         await drop_test_database(database)

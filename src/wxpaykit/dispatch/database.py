@@ -20,7 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from wxpaykit.storage.dialects import READ_ONLY
 
-__all__ = ["DialectFeatures", "detect_features", "one_of", "read_only"]
+__all__ = [
+    "DialectFeatures",
+    "detect_features",
+    "one_of",
+    "one_of_parameter",
+    "read_only",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,9 +60,17 @@ def detect_features(connection: AsyncConnection) -> DialectFeatures:
 
 @contextlib.asynccontextmanager
 async def read_only(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
-    """A connection for reads: on SQLite a deferred ``BEGIN``, not the write lock."""
+    """A connection for reads that need no transaction around them.
+
+    On PostgreSQL it runs in autocommit mode: each statement is its own snapshot, as
+    under READ COMMITTED anyway, without a ``BEGIN`` and a ``ROLLBACK`` round trip
+    around it. On SQLite a deferred ``BEGIN``, not the write lock.
+    """
     async with engine.connect() as connection:
-        connection = await connection.execution_options(**{READ_ONLY: True})
+        if connection.dialect.name == "postgresql":
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            connection = await connection.execution_options(**{READ_ONLY: True})
         yield connection
 
 
@@ -70,3 +84,10 @@ def one_of(column: ColumnElement[Any], values: Sequence[Any], dialect: str) -> C
     if dialect == "postgresql":
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(list(values))
+
+
+def one_of_parameter(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """Like :func:`one_of`, for a statement built once: the values come in parameter ``name``."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))

@@ -1,60 +1,52 @@
 """Delivery rows: fan events out per sink, claim due deliveries, record attempt results.
 
-Claims never hand one delivery to two workers:
+Claims never hand one delivery to two workers (the steps are in
+:mod:`wxpaykit.dispatch.claims`):
 
-* PostgreSQL, MySQL 8, MariaDB 10.6+: candidates are selected ``FOR UPDATE SKIP
-  LOCKED`` (rows another worker is claiming are passed over, not waited for), then
-  leased in the same transaction;
+* PostgreSQL, MySQL 8, MariaDB 10.6+: the chosen deliveries are locked ``FOR UPDATE
+  SKIP LOCKED`` (rows another worker is claiming are passed over, not waited for),
+  their lease re-checked on the locked rows, and leased in the same statement or
+  transaction;
 * SQLite (and older servers): the lease is taken by a conditional ``UPDATE … WHERE
-  lease is free``; a competitor that selected the same candidates updates nothing.
+  lease is free``; a competitor that chose the same deliveries updates nothing.
 
 A lease (``locked_by``, ``locked_until_ms``) outlives the sink's timeout; a worker that
 dies mid-delivery leaves it to expire, and the next worker delivers the event again
 with the same id (at-least-once).
 
 Order per aggregate (one order's events): a delivery is due only when no earlier
-event of the same aggregate is still pending for that sink, or not yet fanned out.
-Dead letters do not block later events.
+event of the same aggregate is still pending for that sink, and no earlier event
+waits for fan-out. Dead letters do not block later events.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, insert, select, update
-from sqlalchemy.dialects import mysql, postgresql, sqlite
-from sqlalchemy.engine import Row
+from sqlalchemy import and_, bindparam, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from wxpaykit.dispatch import claims
-from wxpaykit.dispatch.database import DialectFeatures, detect_features, one_of, read_only
+from wxpaykit.dispatch.database import (
+    DialectFeatures,
+    detect_features,
+    one_of,
+    read_only,
+)
+from wxpaykit.dispatch.fanout import FanOutStatements, SinkRoute, delivery_rows
 from wxpaykit.dispatch.sinks.base import OutgoingEvent, SinkResult
+from wxpaykit.storage.dialects import insert_many
 from wxpaykit.storage.events import (
     DeliveryStatus,
     event_deliveries,
     event_delivery_attempts,
-    event_fanout,
-    events,
 )
 
 __all__ = ["AttemptRecord", "ClaimedDelivery", "DeliveryStore", "SinkRoute"]
 
 _d = event_deliveries
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SinkRoute:
-    """A sink name and the event types it receives (for fan-out)."""
-
-    name: str
-    patterns: tuple[str, ...]
-
-    def accepts(self, event_type: str) -> bool:
-        """Whether ``event_type`` matches one of the patterns."""
-        return any(fnmatch.fnmatchcase(event_type, pattern) for pattern in self.patterns)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +76,8 @@ class DeliveryStore:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._features: DialectFeatures | None = None
+        self._claim_statements: claims.ClaimStatements | None = None
+        self._fan_out_statements: FanOutStatements | None = None
 
     async def features(self) -> DialectFeatures:
         """The server's capabilities (asked once)."""
@@ -100,67 +94,25 @@ class DeliveryStore:
             connection = await connection.execution_options(isolation_level="READ COMMITTED")
         return connection
 
-    def _insert_ignore(self, connection: AsyncConnection) -> Any:
-        name = connection.dialect.name
-        if name == "postgresql":
-            return postgresql.insert(_d).on_conflict_do_nothing(index_elements=["event_id", "sink"])
-        if name == "sqlite":
-            return sqlite.insert(_d).on_conflict_do_nothing(index_elements=["event_id", "sink"])
-        if name in ("mysql", "mariadb"):
-            return mysql.insert(_d).prefix_with("IGNORE")
-        return insert(_d)  # pragma: no cover - unsupported dialects fail on conflict
-
     async def fan_out(self, routes: Sequence[SinkRoute], *, now_ms: int, limit: int) -> int:
         """Turn queued events into delivery rows, one per accepting sink; returns events done."""
         features = await self.features()
-        if not features.skip_locked:
-            async with read_only(self.engine) as reader:
-                if await reader.scalar(select(event_fanout.c.event_seq).limit(1)) is None:
-                    return 0
+        if self._fan_out_statements is None:
+            self._fan_out_statements = FanOutStatements(
+                features.name, skip_locked=features.skip_locked
+            )
+        statements = self._fan_out_statements
+        async with read_only(self.engine) as reader:
+            if (await reader.execute(statements.probe)).first() is None:
+                return 0  # the usual idle poll: one read, no transaction
         connection = await self._begin()
         try:
             async with connection.begin():
-                query = (
-                    select(event_fanout.c.event_seq).order_by(event_fanout.c.event_seq).limit(limit)
-                )
-                if features.skip_locked:
-                    query = query.with_for_update(skip_locked=True)
-                seqs = list((await connection.scalars(query)).all())
-                if not seqs:
-                    return 0
-                rows = (
-                    await connection.execute(
-                        select(
-                            events.c.seq, events.c.event_id, events.c.type, events.c.aggregate_key
-                        ).where(one_of(events.c.seq, seqs, features.name))
-                    )
-                ).all()
-                values = [
-                    {
-                        "event_seq": row.seq,
-                        "event_id": row.event_id,
-                        "sink": route.name,
-                        "aggregate_key": row.aggregate_key,
-                        "status": DeliveryStatus.PENDING,
-                        "attempts": 0,
-                        "next_attempt_at_ms": now_ms,
-                        "window_started_at_ms": now_ms,
-                        "replays": 0,
-                        "created_at_ms": now_ms,
-                        "updated_at_ms": now_ms,
-                    }
-                    for row in rows
-                    for route in routes
-                    if route.accepts(row.type)
-                ]
+                rows = await statements.take_events(connection, limit=limit)
+                values = delivery_rows(rows, routes, now_ms=now_ms)
                 if values:
-                    await connection.execute(self._insert_ignore(connection), values)
-                await connection.execute(
-                    delete(event_fanout).where(
-                        one_of(event_fanout.c.event_seq, seqs, features.name)
-                    )
-                )
-                return len(seqs)
+                    await connection.execute(statements.insert, values)
+                return len(rows)
         finally:
             await connection.close()
 
@@ -174,14 +126,8 @@ class DeliveryStore:
         if limit <= 0:
             return []
         features = await self.features()
-        if features.skip_locked:
-            rows = await self._claim_skip_locked(
-                sink, features.name, token=token, now_ms=now_ms, lease_ms=lease_ms, limit=limit
-            )
-        else:
-            rows = await self._claim_serialised(
-                sink, features.name, token=token, now_ms=now_ms, lease_ms=lease_ms, limit=limit
-            )
+        claim = self._claim_skip_locked if features.skip_locked else self._claim_serialised
+        rows = await claim(sink, token=token, now_ms=now_ms, lease_ms=lease_ms, limit=limit)
         return [
             ClaimedDelivery(
                 delivery_id=row.id,
@@ -200,88 +146,104 @@ class DeliveryStore:
             for row in rows
         ]
 
+    async def _statements(self) -> claims.ClaimStatements:
+        if self._claim_statements is None:
+            self._claim_statements = claims.ClaimStatements((await self.features()).name)
+        return self._claim_statements
+
     async def _choose(
-        self, connection: AsyncConnection, sink: str, dialect: str, *, now_ms: int, limit: int
+        self, connection: AsyncConnection, sink: str, *, now_ms: int, limit: int
     ) -> list[int]:
         """Steps 1 and 2 of a claim: the ids that may be leased now."""
-        scan = claims.candidates_query(sink, now_ms=now_ms, limit=claims.scan_size(limit))
-        candidates = [
-            claims.Candidate(row.id, row.aggregate_key, row.event_seq)
-            for row in await connection.execute(scan)
-        ]
-        if not candidates:
-            return []
-        keys = sorted({candidate.aggregate_key for candidate in candidates})
-        heads = (await connection.execute(claims.heads_query(keys, dialect=dialect))).all()
-        return claims.choose_heads(
-            candidates,
-            {row.aggregate_key: row.head_seq for row in heads if row.sink == sink},
-            {row.aggregate_key: row.head_seq for row in heads if row.sink is None},
-            limit=limit,
-        )
+        statements = await self._statements()
+        scan = claims.scan_size(limit)
+        while True:
+            found = await connection.execute(
+                statements.candidates, {"b_sink": sink, "b_now": now_ms, "b_scan": scan}
+            )
+            candidates: list[claims.Candidate] = [tuple(row) for row in found]
+            if not candidates:
+                return []
+            keys = sorted({key for _id, key, _seq in candidates})
+            heads: dict[str, int] = {}
+            unfanned: int | None = None
+            for key, row_sink, seq in await connection.execute(statements.heads, {"b_keys": keys}):
+                if key is None:
+                    unfanned = seq
+                elif row_sink == sink:
+                    heads[key] = seq
+            ids = claims.choose_heads(candidates, heads, unfanned, limit=limit)
+            if ids or len(candidates) < scan or scan >= claims.MAX_SCAN:
+                return ids
+            # Every candidate waits behind an earlier event: look further.
+            scan = min(claims.MAX_SCAN, scan * 4)
 
     async def _claim_skip_locked(
-        self, sink: str, dialect: str, *, token: str, now_ms: int, lease_ms: int, limit: int
-    ) -> Sequence[Row[Any]]:
+        self, sink: str, *, token: str, now_ms: int, lease_ms: int, limit: int
+    ) -> Sequence[Any]:
+        statements = await self._statements()
         # Choose without locks, then lock only the chosen rows (locking a row writes it).
-        async with self.engine.connect() as reader:
-            reader = await reader.execution_options(isolation_level="AUTOCOMMIT")
-            ids = await self._choose(reader, sink, dialect, now_ms=now_ms, limit=limit)
+        async with read_only(self.engine) as reader:
+            ids = await self._choose(reader, sink, now_ms=now_ms, limit=limit)
             if not ids:
                 return []
-            if dialect == "postgresql":  # one atomic statement
-                statement = claims.lease_and_read_postgresql(
-                    ids, token=token, now_ms=now_ms, lease_ms=lease_ms
-                )
-                leased: Sequence[Row[Any]] = (await reader.execute(statement)).all()
+            lease = {
+                "b_ids": ids,
+                "b_now": now_ms,
+                "b_token": token,
+                "b_lease_end": now_ms + lease_ms,
+            }
+            if statements.dialect == "postgresql":  # one atomic statement
+                leased: Sequence[Any] = (
+                    await reader.execute(statements.lease_and_read, lease)
+                ).all()
                 return leased
         connection = await self._begin()
         try:
             async with connection.begin():
                 locked = list(
                     (
-                        await connection.scalars(
-                            claims.lock_query(ids, now_ms=now_ms, dialect=dialect)
-                        )
+                        await connection.scalars(statements.lock, {"b_ids": ids, "b_now": now_ms})
                     ).all()
                 )
                 if not locked:
                     return []
-                await connection.execute(
-                    claims.lease_statement(
-                        locked, token=token, now_ms=now_ms, lease_ms=lease_ms, dialect=dialect
-                    )
-                )
-                query = claims.leased_query(locked, token=token, dialect=dialect)
-                rows: Sequence[Row[Any]] = (await connection.execute(query)).all()
+                await connection.execute(statements.lease, {**lease, "b_ids": locked})
+                rows: Sequence[Any] = (
+                    await connection.execute(statements.leased, {"b_ids": locked, "b_token": token})
+                ).all()
                 return rows
         finally:
             await connection.close()
 
     async def _claim_serialised(
-        self, sink: str, dialect: str, *, token: str, now_ms: int, lease_ms: int, limit: int
-    ) -> Sequence[Row[Any]]:
+        self, sink: str, *, token: str, now_ms: int, lease_ms: int, limit: int
+    ) -> Sequence[Any]:
+        statements = await self._statements()
         # Look first without the write lock: most polls find nothing due.
         async with read_only(self.engine) as reader:
-            probe = claims.candidates_query(sink, now_ms=now_ms, limit=1)
-            if (await reader.execute(probe)).first() is None:
+            probe = {"b_sink": sink, "b_now": now_ms, "b_scan": 1}
+            if (await reader.execute(statements.candidates, probe)).first() is None:
                 return []
         connection = await self._begin()
         try:
             async with connection.begin():
-                ids = await self._choose(connection, sink, dialect, now_ms=now_ms, limit=limit)
+                ids = await self._choose(connection, sink, now_ms=now_ms, limit=limit)
                 if not ids:
                     return []
                 # The lease condition is checked again: without row locks (older
                 # MariaDB), a competitor that leased the same rows first leaves
                 # nothing for this update.
-                await connection.execute(
-                    claims.lease_statement(
-                        ids, token=token, now_ms=now_ms, lease_ms=lease_ms, dialect=dialect
-                    )
-                )
-                query = claims.leased_query(ids, token=token, dialect=dialect)
-                rows: Sequence[Row[Any]] = (await connection.execute(query)).all()
+                lease = {
+                    "b_ids": ids,
+                    "b_now": now_ms,
+                    "b_token": token,
+                    "b_lease_end": now_ms + lease_ms,
+                }
+                await connection.execute(statements.lease, lease)
+                rows: Sequence[Any] = (
+                    await connection.execute(statements.leased, {"b_ids": ids, "b_token": token})
+                ).all()
                 return rows
         finally:
             await connection.close()
@@ -297,7 +259,8 @@ class DeliveryStore:
     ) -> None:
         """Write the outcome of finished attempts in one transaction.
 
-        Successes are recorded whoever holds the lease now (the event did arrive);
+        Successes are recorded whoever holds the lease now and whatever the status
+        (the event did arrive: a delivery dead-lettered or replayed meanwhile is done);
         retries and dead letters only while our lease still stands, so a worker that
         overran its lease cannot undo a newer worker's result. Later events of an
         order whose delivery is retried, if never attempted, become due no earlier
@@ -318,10 +281,8 @@ class DeliveryStore:
                 if delivered:
                     await connection.execute(
                         update(_d)
-                        .where(
-                            one_of(_d.c.id, delivered, features.name),
-                            _d.c.status == DeliveryStatus.PENDING,
-                        )
+                        # By primary key alone, so no plan can prefer another index.
+                        .where(one_of(_d.c.id, delivered, features.name))
                         .values(
                             status=DeliveryStatus.DELIVERED,
                             delivered_at_ms=now_ms,
@@ -386,8 +347,9 @@ class DeliveryStore:
                             for r in retries
                         ],
                     )
-                await connection.execute(
-                    event_delivery_attempts.insert(),
+                await insert_many(
+                    connection,
+                    event_delivery_attempts,
                     [
                         {
                             "delivery_id": r.claimed.delivery_id,

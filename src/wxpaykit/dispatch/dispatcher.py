@@ -1,9 +1,9 @@
 """One sink's delivery loop inside a worker: claim due deliveries, deliver, record.
 
 Per poll: ask the breaker how much may be claimed, take tokens from the rate limiter,
-lease at most ``concurrency - in flight`` deliveries, start each as a task. Finished
-attempts are written back in one transaction per poll (delivered, rescheduled with
-backoff, or dead-lettered) and reported to the breaker. Each attempt is bounded by the
+lease at most ``concurrency - in flight`` deliveries, start each as a task. Meanwhile
+the attempts finished since the last poll are written back in one transaction
+(delivered, rescheduled with backoff, or dead-lettered) and reported to the breaker. Each attempt is bounded by the
 sink's timeout, which is shorter than the lease, so a live worker never overruns it.
 """
 
@@ -100,8 +100,20 @@ class SinkDispatcher:
         return len(self._in_flight)
 
     async def poll(self) -> int:
-        """Record finished attempts, then claim and start new ones; returns how many started."""
-        await self.flush()
+        """Record finished attempts while claiming and starting new ones; returns how many started.
+
+        The two run side by side (separate connections): a claim need not wait for
+        the previous batch's bookkeeping, which is most of an event's time to
+        delivery when events keep coming.
+        """
+        flushing = asyncio.create_task(self.flush()) if self._finished else None
+        try:
+            return await self._claim_and_start()
+        finally:
+            if flushing is not None:
+                await flushing
+
+    async def _claim_and_start(self) -> int:
         free = self.limits.concurrency - len(self._in_flight)
         if free <= 0:
             return 0

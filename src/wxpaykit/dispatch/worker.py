@@ -121,19 +121,23 @@ class Worker:
                 dispatcher.wakeup.set()
         return total
 
-    async def _wait(self, event: asyncio.Event) -> None:
+    async def _wait(self, event: asyncio.Event, seconds: float | None = None) -> None:
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self.settings.worker.poll_interval_seconds):
+            async with asyncio.timeout(seconds or self.settings.worker.poll_interval_seconds):
                 await event.wait()
         event.clear()
 
     async def _fan_out_loop(self) -> None:
+        # While events keep coming, look again after a quarter of the poll interval:
+        # that wait is most of an event's time to delivery. Idle, the full interval.
+        busy_seconds = self.settings.worker.poll_interval_seconds / 4
         while not self._stopping.is_set():
+            found = 0
             try:
-                await self.fan_out_once()
+                found = await self.fan_out_once()
             except Exception:
                 logger.exception("fan-out failed; retrying")
-            await self._wait(self._fanout_wakeup)
+            await self._wait(self._fanout_wakeup, busy_seconds if found else None)
 
     async def _sink_loop(self, dispatcher: SinkDispatcher) -> None:
         while not self._stopping.is_set():

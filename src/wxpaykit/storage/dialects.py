@@ -6,6 +6,7 @@
   after a failed conditional update sees the latest committed row.
 * :func:`insert_or_ignore` - insert a row unless a unique key already holds it.
 * :func:`insert_many_or_ignore` - the same for many rows, in one statement where it can.
+* :func:`insert_many` - many rows in one statement (per 1,000) where it can.
 * :func:`for_claim` - ``FOR UPDATE SKIP LOCKED`` where the database has it.
 * :func:`is_unique_violation`, :func:`is_retryable`, :func:`describe` - reading driver
   errors without leaking statement parameters.
@@ -29,6 +30,7 @@ __all__ = [
     "create_engine",
     "describe",
     "for_claim",
+    "insert_many",
     "insert_many_or_ignore",
     "insert_or_ignore",
     "is_retryable",
@@ -165,10 +167,6 @@ async def insert_or_ignore(
     return tuple(key) if key is not None else ()
 
 
-#: Rows per multi-row INSERT, far below every driver's bound-parameter limit.
-_ROWS_PER_STATEMENT = 500
-
-
 async def insert_many_or_ignore(
     connection: AsyncConnection,
     table: Table,
@@ -179,9 +177,9 @@ async def insert_many_or_ignore(
     """Insert ``rows``, skipping those a unique key already holds (even within ``rows``).
 
     Returns the ``returning`` columns of the rows actually inserted. PostgreSQL and
-    SQLite: one multi-row ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per 500 rows (a
-    round trip per statement instead of per row); rows are inserted in the given
-    order, so autoincrement keys follow it. MySQL/MariaDB have no ``RETURNING`` on
+    SQLite: ``INSERT … ON CONFLICT DO NOTHING RETURNING`` with many rows per statement
+    (a round trip per batch of rows instead of per row); rows are inserted in the
+    given order, so autoincrement keys follow it. MySQL/MariaDB have no ``RETURNING`` on
     INSERT (MySQL) or no conflict clause (both): one :func:`insert_or_ignore` per row,
     the returned values taken from the row and its new primary key.
     """
@@ -190,12 +188,14 @@ async def insert_many_or_ignore(
     inserted: list[tuple[Any, ...]] = []
     if name in ("postgresql", "sqlite"):
         dialect_insert = pg_insert if name == "postgresql" else sqlite_insert
-        for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-            chunk = [dict(row) for row in rows[start : start + _ROWS_PER_STATEMENT]]
-            statement = (
-                dialect_insert(table).values(chunk).on_conflict_do_nothing().returning(*columns)
-            )
-            inserted.extend(tuple(row) for row in await connection.execute(statement))
+        statement = dialect_insert(table).on_conflict_do_nothing().returning(*columns)
+        if len(rows) == 1:
+            result = await connection.execute(statement, dict(rows[0]))
+        else:
+            # SQLAlchemy sends this as multi-row INSERTs ("insertmanyvalues"), each
+            # compiled once and cached, the RETURNING rows gathered from all of them.
+            result = await connection.execute(statement, [dict(row) for row in rows])
+        inserted.extend(tuple(row) for row in result)
         return inserted
     key_names = [column.name for column in table.primary_key.columns]
     for row in rows:
@@ -205,6 +205,24 @@ async def insert_many_or_ignore(
         values = {**row, **dict(zip(key_names, key, strict=False))}
         inserted.append(tuple(values[column] for column in returning))
     return inserted
+
+
+async def insert_many(
+    connection: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
+) -> None:
+    """Insert ``rows`` with as few statements as the dialect allows.
+
+    On PostgreSQL and SQLite the INSERT asks for the primary keys back: SQLAlchemy
+    then sends multi-row INSERTs ("insertmanyvalues"). Without RETURNING, asyncpg
+    runs one INSERT per row on the server (pipelined, but each one parsed, bound and
+    executed: about 60 µs of server time per row).
+    """
+    if not rows:
+        return
+    statement = table.insert()
+    if connection.dialect.name in ("postgresql", "sqlite"):
+        statement = statement.returning(*table.primary_key.columns)
+    await connection.execute(statement, [dict(row) for row in rows])
 
 
 def for_claim(statement: _StmtT, dialect_name: str) -> _StmtT:

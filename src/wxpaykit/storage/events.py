@@ -45,7 +45,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wxpaykit.storage.dialects import insert_many_or_ignore
+from wxpaykit.storage.dialects import insert_many, insert_many_or_ignore
 from wxpaykit.storage.schema import BigIntegerKey, metadata
 
 __all__ = [
@@ -248,8 +248,9 @@ async def append_events(
     )
     if not inserted:
         return []
-    await connection.execute(
-        event_fanout.insert(),
+    await insert_many(
+        connection,
+        event_fanout,
         [
             {"event_seq": seq, "aggregate_key": aggregate_key, "created_at_ms": now_ms}
             for seq, _event_id, aggregate_key in inserted
