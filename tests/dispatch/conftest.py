@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -12,8 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import REQUIRE_SERVICES
 from tests.dispatch.receiver import Receiver
+from tests.services import require_service
 from wxpaykit.storage.dialects import create_engine
 from wxpaykit.storage.events import (
     event_deliveries,
@@ -27,25 +26,6 @@ DISPATCH_TABLES = [events, event_fanout, event_deliveries, event_delivery_attemp
 
 POSTGRES_URL = "postgresql://postgres:test@127.0.0.1:5432/test"
 MARIADB_SERVER_URL = "mysql://root@127.0.0.1:3306"
-
-
-def service_available(port: int) -> bool:
-    """Whether something listens on 127.0.0.1:port."""
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, port: int) -> None:
-    """Skip (or fail, with WXPAYKIT_REQUIRE_SERVICES=1) when the service is down."""
-    if service_available(port):
-        return
-    message = f"{name} is not reachable on 127.0.0.1:{port}"
-    if REQUIRE_SERVICES:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

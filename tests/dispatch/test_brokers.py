@@ -13,9 +13,10 @@ from typing import Any, cast
 
 import pytest
 
-from tests.dispatch.conftest import TestDatabase, require_service
+from tests.dispatch.conftest import TestDatabase
 from tests.dispatch.helpers import append, committed_ids, payment_event, settings, statuses
 from tests.dispatch.receiver import wait_until
+from tests.services import require_service
 from wxpaykit.dispatch.clock import SystemClock
 from wxpaykit.dispatch.sinks.base import OutgoingEvent
 from wxpaykit.dispatch.sinks.nats_jetstream import NatsJetStreamSink

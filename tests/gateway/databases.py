@@ -7,20 +7,18 @@ skips the test, or fails it when ``WXPAYKIT_REQUIRE_SERVICES=1`` (CI).
 
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from wxpaykit.storage import migrate
 from wxpaykit.storage.ledger import SqlLedger
 
-from ..conftest import REQUIRE_SERVICES
+from ..services import require_service
 
 DATABASES = ("sqlite", "postgresql", "mariadb")
 _SERVERS = {
@@ -29,25 +27,6 @@ _SERVERS = {
 }
 _ADMIN_DB = {"postgresql": "test", "mariadb": "test"}
 REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-def service_answers(host: str, port: int) -> bool:
-    """True when something accepts TCP connections there."""
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return True
-    except OSError:
-        return False
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip (or fail in CI) when a service is down."""
-    if service_answers(host, port):
-        return
-    message = f"{name} is not reachable on {host}:{port}"
-    if REQUIRE_SERVICES:
-        pytest.fail(message + " (WXPAYKIT_REQUIRE_SERVICES=1)")
-    pytest.skip(message)
 
 
 async def migrate_all(url: str) -> None:
@@ -64,7 +43,7 @@ async def fresh_database(kind: str, folder: Path) -> AsyncIterator[str]:
         yield url
         return
     host, port, base = _SERVERS[kind]
-    require_service(kind, host, port)
+    require_service(kind, port, host)
     name = "gw_" + uuid.uuid4().hex[:12]
     admin = create_async_engine(f"{base}/{_ADMIN_DB[kind]}", isolation_level="AUTOCOMMIT")
     try:

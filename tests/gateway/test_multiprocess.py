@@ -26,13 +26,12 @@ from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.storage.schema import notifications
 from wxpaykit.testing.gateway_kit import MerchantKit
 
+from ..services import require_service, service_answers
 from .databases import (
     DATABASES,
     REDIS_URL,
     fresh_database,
     open_ledger,
-    require_service,
-    service_answers,
 )
 from .processes import GatewayProcess
 
@@ -50,7 +49,7 @@ class Cluster:
     def urls(self, redis: bool) -> list[str]:
         """Base URLs of the three processes of one flavour."""
         if redis and not self.with_redis:
-            require_service("redis", "127.0.0.1", 6379)
+            require_service("redis", 6379)
         return [process.url for process in (self.with_redis if redis else self.plain)]
 
 
@@ -78,7 +77,7 @@ def cluster(
     database = fresh_database(kind, folder)
     runner = asyncio.Runner()
     url = runner.run(database.__aenter__())
-    redis = service_answers("127.0.0.1", 6379)
+    redis = service_answers(6379)
     plain_config = write_config(folder, kit, url, redis=False)
     redis_config = write_config(folder, kit, url, redis=True)
     plain = [GatewayProcess(plain_config, folder / f"plain-{i}.log") for i in range(3)]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.conftest import REQUIRE_SERVICES
+from tests.services import require_service, service_answers
 from wxpaykit.storage import migrate
 from wxpaykit.storage.ledger import SqlLedger
 
@@ -53,22 +52,10 @@ class FakeClock:
         self.now_ms += ms
 
 
-def _service_up(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 def _require(backend: str) -> None:
     port = {"postgresql": 5432, "mysql": 3306}.get(backend)
-    if port is None or _service_up(port):
-        return
-    reason = f"{backend} is not reachable on 127.0.0.1:{port}"
-    if REQUIRE_SERVICES:
-        pytest.fail(reason + " and WXPAYKIT_REQUIRE_SERVICES=1")
-    pytest.skip(reason)
+    if port is not None:
+        require_service(backend, port)
 
 
 def unique_name(prefix: str) -> str:
@@ -123,7 +110,7 @@ def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Tar
     base = tmp_path_factory.mktemp("ledger")
     targets: dict[str, Target] = {}
     for backend in BACKENDS:
-        if backend != "sqlite" and not _service_up(5432 if backend == "postgresql" else 3306):
+        if backend != "sqlite" and not service_answers(5432 if backend == "postgresql" else 3306):
             continue
         target = asyncio.run(create_empty(backend, base))
         asyncio.run(prepare(target))
