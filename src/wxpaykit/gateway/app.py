@@ -89,7 +89,10 @@ def create_app(
         for hook in on_startup or ():
             await hook()
         try:
-            yield
+            # Duplicate counts are written while serving and once more before the
+            # shutdown hooks (which may close the ledger) run.
+            async with intake.duplicates.running():
+                yield
         finally:
             for hook in on_shutdown or ():
                 await hook()

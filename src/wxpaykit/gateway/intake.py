@@ -11,8 +11,11 @@ Steps, cheapest and most fundamental first; each refusal is its own exception fr
 6. parse the envelope, refuse event types the ledger does not handle (400);
 7. decrypt the resource with the merchant's APIv3 key (400 ``DECRYPTION_FAILED``);
 8. ``mchid`` and ``appid`` must belong to the path's merchant (403);
-9. nonce replay guard (409 ``REPLAYED_NONCE``), see :mod:`wxpaykit.gateway.nonce`;
-10. ``ledger.record_notification``: one transaction; the caller acknowledges after it.
+9. a copy of a notification this process already committed is acknowledged here as
+   a duplicate (:mod:`wxpaykit.gateway.committed`), without a database round trip;
+10. nonce replay guard (409 ``REPLAYED_NONCE``), see :mod:`wxpaykit.gateway.nonce`;
+    with Redis, the same round trip finds copies other processes committed;
+11. ``ledger.record_notification``: one transaction; the caller acknowledges after it.
 
 Steps 6 to 8 run before the nonce claim (issue #5 lists the claim before decryption):
 they have no side effects, and claiming last means every refusal leaves no row at all,
@@ -32,6 +35,7 @@ from wxpaykit.core.models import NotificationEnvelope, RefundResource, Transacti
 from wxpaykit.core.notifications import decrypt_resource, parse_envelope, parse_resource
 from wxpaykit.core.verification import TrustedKeys, extract_signed_headers, verify_signature
 from wxpaykit.errors import MalformedMessageError, StaleTimestampError
+from wxpaykit.gateway.committed import CommittedNotifications, DuplicateTally
 from wxpaykit.gateway.nonce import NonceClaim, NonceGuard
 from wxpaykit.gateway.replies import (
     AppidMismatchError,
@@ -47,6 +51,7 @@ from wxpaykit.storage.base import (
     Ledger,
     PaymentFacts,
     RawRequest,
+    RecordOutcome,
     RecordResult,
     RefundFacts,
     VerifiedNotification,
@@ -60,6 +65,7 @@ _log = structlog.get_logger("wxpaykit.gateway.intake")
 # so a stale forgery is reported as a bad signature, not as a clock problem.
 _NO_WINDOW = 10**12
 _MAX_HEADER_CHARS = 512
+_DUPLICATE = RecordResult(outcome=RecordOutcome.DUPLICATE)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,11 +96,15 @@ class NotificationIntake:
         *,
         clock: Clock = utc_now,
         platform_keys: Mapping[str, TrustedKeys] | None = None,
+        committed: CommittedNotifications | None = None,
     ) -> None:
         self.settings = settings
         self.ledger = ledger
         self.nonce_guard = nonce_guard
         self.clock = clock
+        # Ids this process committed; copies of them skip the database (committed.py).
+        self.committed = committed if committed is not None else CommittedNotifications()
+        self.duplicates = DuplicateTally(ledger)
         # mchid -> keys kept current by a key manager (platform_keys = "auto").
         self.platform_keys = dict(platform_keys or {})
 
@@ -141,11 +151,23 @@ class NotificationIntake:
         resource = parse_resource(envelope, plaintext)
         raw = RawRequest(headers=dict(headers), body=body, received_at_ms=received_at_ms)
         notification = _verified_notification(merchant, envelope, kind, resource, raw)
+        key = (merchant.mchid, envelope.id)
+        if key in self.committed:
+            # Authentic, fresh, for this merchant, and already durable: a copy. (A replay
+            # of it would change nothing either, so the nonce need not be claimed.)
+            return self._absorbed(key)
         ticket = await self.nonce_guard.claim(
-            mchid, signed.nonce, body, now_ms=int(now.timestamp() * 1000)
+            mchid,
+            signed.nonce,
+            body,
+            now_ms=int(now.timestamp() * 1000),
+            notification_id=envelope.id,
         )
         if ticket.claim is NonceClaim.ACKED:
             return IntakeResult(notification_id=envelope.id, result=None)
+        if ticket.claim is NonceClaim.DUPLICATE:
+            self.committed.add(key)
+            return self._absorbed(key)
         if ticket.claim is NonceClaim.IN_FLIGHT:
             raise ReplayedNonceError(
                 "Wechatpay-Nonce was already used inside the replay window",
@@ -156,9 +178,15 @@ class NotificationIntake:
         try:
             result = await record_or_dead_letter(self.ledger, notification)
             acknowledged = True
+            self.committed.add(key)
         finally:
             await self.nonce_guard.settle(ticket, acknowledged=acknowledged)
         return IntakeResult(notification_id=envelope.id, result=result)
+
+    def _absorbed(self, key: tuple[str, str]) -> IntakeResult:
+        """A copy of a committed notification: acknowledged, counted, nothing recorded."""
+        self.duplicates.note(key)
+        return IntakeResult(notification_id=key[1], result=_DUPLICATE)
 
 
 async def record_or_dead_letter(ledger: Ledger, notification: VerifiedNotification) -> RecordResult:

@@ -20,20 +20,28 @@ What a repeated nonce means, and why it can never lose a payment:
 * Without Redis, :meth:`Ledger.claim_nonce` is a plain unique insert and cannot be
   released: every repeat gets 409, and the re-signed retry completes the work.
 
+* With Redis, the claim also asks, in the same round trip (one Lua script), whether
+  the notification id is already known to be committed (a marker set after each
+  commit): then the copy is a ``DUPLICATE`` acknowledged without touching the
+  database. The marker is written only after the ledger's commit, so it never
+  claims more than the database holds.
+
 Redis is an accelerator, never the source of truth: when it errors, the guard falls
 back to the ledger for that request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
 from wxpaykit.errors import WxPayKitError
+from wxpaykit.gateway.redis_batch import RedisBatcher
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -50,7 +58,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("wxpaykit.gateway.nonce")
-_PENDING = "P"
 _ACKED_PREFIX = "A:"
 #: Clock drift tolerated between gateway processes sharing one guard.
 _DRIFT_SECONDS = 60
@@ -67,6 +74,7 @@ class NonceClaim(StrEnum):
     CLAIMED = "claimed"  # first sighting: go on
     IN_FLIGHT = "in_flight"  # seen, not (known to be) acknowledged: refuse with 409
     ACKED = "acked"  # seen with this very body and already committed: acknowledge again
+    DUPLICATE = "duplicate"  # a new nonce, but the notification id is already committed
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +85,20 @@ class NonceTicket:
     body_digest: str
     claim: NonceClaim
     via_redis: bool
+    committed_key: str = ""
 
 
 class NonceGuard(Protocol):
     """Claims nonces and settles the claims."""
 
-    async def claim(self, mchid: str, nonce: str, body: bytes, *, now_ms: int) -> NonceTicket:
-        """Claim ``nonce`` for ``mchid``; the ticket says whether it was new."""
+    async def claim(
+        self, mchid: str, nonce: str, body: bytes, *, now_ms: int, notification_id: str = ""
+    ) -> NonceTicket:
+        """Claim ``nonce`` for ``mchid``; the ticket says whether it was new.
+
+        ``notification_id`` lets a guard that knows committed notifications answer
+        :attr:`NonceClaim.DUPLICATE` for a fresh copy of one.
+        """
         ...
 
     async def settle(self, ticket: NonceTicket, *, acknowledged: bool) -> None:
@@ -98,7 +113,9 @@ class LedgerNonceGuard:
         self._ledger = ledger
         self._ttl_ms = nonce_ttl_seconds(tolerance_seconds) * 1000
 
-    async def claim(self, mchid: str, nonce: str, body: bytes, *, now_ms: int) -> NonceTicket:
+    async def claim(
+        self, mchid: str, nonce: str, body: bytes, *, now_ms: int, notification_id: str = ""
+    ) -> NonceTicket:
         """Insert the nonce; a conflict means it was seen inside the window."""
         fresh = await self._ledger.claim_nonce(mchid, nonce, expires_at_ms=now_ms + self._ttl_ms)
         state = NonceClaim.CLAIMED if fresh else NonceClaim.IN_FLIGHT
@@ -108,8 +125,35 @@ class LedgerNonceGuard:
         """Nothing to do: ledger claims expire by time only."""
 
 
+#: One round trip: claim the nonce and, if it is new, ask whether the notification is
+#: already committed (then mark the nonce acknowledged at once). Answers C (claimed),
+#: D (duplicate of a committed notification), A (this very request was acknowledged
+#: before) or I (in flight or a different body: refuse).
+_CLAIM_SCRIPT = """
+if redis.call('SET', KEYS[1], 'P', 'NX', 'EX', ARGV[1]) then
+  if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 1 then
+    redis.call('SET', KEYS[1], 'A:' .. ARGV[2], 'EX', ARGV[1])
+    return 'D'
+  end
+  return 'C'
+end
+if redis.call('GET', KEYS[1]) == 'A:' .. ARGV[2] then return 'A' end
+return 'I'
+"""
+_CLAIMS = {
+    b"C": NonceClaim.CLAIMED,
+    b"D": NonceClaim.DUPLICATE,
+    b"A": NonceClaim.ACKED,
+    b"I": NonceClaim.IN_FLIGHT,
+}
+
+
 class RedisNonceGuard:
-    """Nonces in Redis (``SET NX EX``), falling back to the ledger when Redis fails."""
+    """Nonces in Redis (``SET NX EX``), falling back to the ledger when Redis fails.
+
+    Keys carry the merchant as a hash tag (``{mchid}``), so a nonce and its
+    notification's committed marker live in one Redis Cluster slot.
+    """
 
     def __init__(
         self,
@@ -117,41 +161,64 @@ class RedisNonceGuard:
         fallback: LedgerNonceGuard,
         *,
         tolerance_seconds: int,
-        key_prefix: str = "wxpaykit:nonce:",
+        key_prefix: str = "wxpaykit:",
+        committed_ttl_seconds: int = 3600,
     ) -> None:
         self._redis = redis
         self._fallback = fallback
         self._ttl = nonce_ttl_seconds(tolerance_seconds)
+        self._committed_ttl = committed_ttl_seconds
         self._prefix = key_prefix
+        # Concurrent requests' commands share pipelines (see redis_batch.py).
+        self._batch = RedisBatcher(redis)
+        self._script_sha = hashlib.sha1(_CLAIM_SCRIPT.encode(), usedforsecurity=False).hexdigest()
 
-    async def claim(self, mchid: str, nonce: str, body: bytes, *, now_ms: int) -> NonceTicket:
-        """``SET key PENDING NX EX ttl``; on conflict, read whether it was acknowledged."""
-        key = f"{self._prefix}{mchid}:{nonce}"
+    async def claim(
+        self, mchid: str, nonce: str, body: bytes, *, now_ms: int, notification_id: str = ""
+    ) -> NonceTicket:
+        """Run the claim script (see :data:`_CLAIM_SCRIPT`) in one round trip."""
+        key = f"{self._prefix}nonce:{{{mchid}}}:{nonce}"
+        committed = f"{self._prefix}done:{{{mchid}}}:{notification_id}" if notification_id else ""
         digest = hashlib.sha256(body).hexdigest()
         try:
-            created = await self._redis.set(key, _PENDING, nx=True, ex=self._ttl)
-            if created:
-                return NonceTicket(key, digest, NonceClaim.CLAIMED, via_redis=True)
-            current = await self._redis.get(key)
+            answer = await self._run_claim_script(key, committed or key, digest)
         except (OSError, WxPayKitError, _redis_error()) as exc:
             _log.warning("redis_unavailable_nonce_fallback", error=type(exc).__name__)
             return await self._fallback.claim(mchid, nonce, body, now_ms=now_ms)
-        value = current.decode() if isinstance(current, bytes) else current
-        if value == _ACKED_PREFIX + digest:
-            return NonceTicket(key, digest, NonceClaim.ACKED, via_redis=True)
-        return NonceTicket(key, digest, NonceClaim.IN_FLIGHT, via_redis=True)
+        claim = _CLAIMS[answer if isinstance(answer, bytes) else str(answer).encode()]
+        return NonceTicket(key, digest, claim, via_redis=True, committed_key=committed)
+
+    async def _run_claim_script(self, key: str, committed: str, digest: str) -> Any:
+        """EVALSHA the claim script; after a Redis restart (NOSCRIPT), load it and retry."""
+        from redis.exceptions import NoScriptError
+
+        try:
+            return await self._batch.execute(
+                "EVALSHA", self._script_sha, 2, key, committed, self._ttl, digest
+            )
+        except NoScriptError:
+            await self._redis.script_load(_CLAIM_SCRIPT)
+            return await self._batch.execute(
+                "EVALSHA", self._script_sha, 2, key, committed, self._ttl, digest
+            )
 
     async def settle(self, ticket: NonceTicket, *, acknowledged: bool) -> None:
-        """Record the acknowledgement, or release the claim so an identical retry passes."""
+        """Record the acknowledgement (and the committed marker), or release the claim."""
         if not ticket.via_redis or ticket.claim is not NonceClaim.CLAIMED:
             return
         try:
             if acknowledged:
-                await self._redis.set(
-                    ticket.key, _ACKED_PREFIX + ticket.body_digest, xx=True, ex=self._ttl
-                )
+                acked = _ACKED_PREFIX + ticket.body_digest
+                marks = [self._batch.execute("SET", ticket.key, acked, "XX", "EX", self._ttl)]
+                if ticket.committed_key:
+                    marks.append(
+                        self._batch.execute(
+                            "SET", ticket.committed_key, "1", "EX", self._committed_ttl
+                        )
+                    )
+                await asyncio.gather(*marks)
             else:
-                await self._redis.delete(ticket.key)
+                await self._batch.execute("DEL", ticket.key)
         except (OSError, _redis_error()) as exc:
             # Losing the mark only costs a 409 on a replay, never a payment.
             _log.warning("redis_unavailable_nonce_settle", error=type(exc).__name__)

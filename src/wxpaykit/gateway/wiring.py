@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -77,6 +77,10 @@ class NotifyingLedger:
         if result.event_ids:  # APPLIED, ANOMALY, UNMATCHED: the commit is done
             self._on_events()
         return result
+
+    async def count_duplicates(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add copies acknowledged without recording to the duplicate counts."""
+        await self.inner.count_duplicates(counts)
 
     async def record_failure(self, notification: VerifiedNotification, *, error: str) -> None:
         """Keep an inbound dead letter."""

@@ -155,6 +155,11 @@ class Ledger(Protocol):
         """
         ...
 
+    async def count_duplicates(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add copies acknowledged without recording (``(mchid, notification_id)`` -> n)
+        to the notifications' duplicate counts; unknown keys are ignored."""
+        ...
+
     async def record_failure(self, notification: VerifiedNotification, *, error: str) -> None:
         """Keep a verified notification whose processing raised (inbound dead letter)."""
         ...

@@ -152,13 +152,12 @@ async def insert_or_ignore(
     """
     name = connection.dialect.name
     if name in ("postgresql", "sqlite"):
-        insert = pg_insert(table) if name == "postgresql" else sqlite_insert(table)
-        result = await connection.execute(insert.values(**values).on_conflict_do_nothing())
+        result = await connection.execute(_insert_ignore(table, name), dict(values))
         if result.rowcount != 1:
             return None
     else:
         try:
-            result = await connection.execute(table.insert().values(**values))
+            result = await connection.execute(_plain_insert(table), dict(values))
         except IntegrityError as exc:
             if is_unique_violation(exc, name):
                 return None
@@ -184,11 +183,9 @@ async def insert_many_or_ignore(
     the returned values taken from the row and its new primary key.
     """
     name = connection.dialect.name
-    columns = [table.c[column] for column in returning]
     inserted: list[tuple[Any, ...]] = []
     if name in ("postgresql", "sqlite"):
-        dialect_insert = pg_insert if name == "postgresql" else sqlite_insert
-        statement = dialect_insert(table).on_conflict_do_nothing().returning(*columns)
+        statement = _insert_ignore_returning(table, name, tuple(returning))
         if len(rows) == 1:
             result = await connection.execute(statement, dict(rows[0]))
         else:
@@ -205,6 +202,43 @@ async def insert_many_or_ignore(
         values = {**row, **dict(zip(key_names, key, strict=False))}
         inserted.append(tuple(values[column] for column in returning))
     return inserted
+
+
+#: Statements built once per (table, dialect, columns): building one per call costs
+#: more CPU (clause coercion, cache key) than the database spends executing it.
+_INSERT_IGNORE_STATEMENTS: dict[tuple[int, str, tuple[str, ...]], Any] = {}
+
+
+def _insert_ignore(table: Table, dialect_name: str) -> Any:
+    key = (id(table), dialect_name, ())
+    statement = _INSERT_IGNORE_STATEMENTS.get(key)
+    if statement is None:
+        dialect_insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
+        statement = dialect_insert(table).on_conflict_do_nothing()
+        _INSERT_IGNORE_STATEMENTS[key] = statement
+    return statement
+
+
+def _plain_insert(table: Table) -> Any:
+    key = (id(table), "", ())
+    statement = _INSERT_IGNORE_STATEMENTS.get(key)
+    if statement is None:
+        statement = _INSERT_IGNORE_STATEMENTS[key] = table.insert()
+    return statement
+
+
+def _insert_ignore_returning(table: Table, dialect_name: str, returning: tuple[str, ...]) -> Any:
+    key = (id(table), dialect_name, returning)
+    statement = _INSERT_IGNORE_STATEMENTS.get(key)
+    if statement is None:
+        dialect_insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
+        statement = (
+            dialect_insert(table)
+            .on_conflict_do_nothing()
+            .returning(*(table.c[column] for column in returning))
+        )
+        _INSERT_IGNORE_STATEMENTS[key] = statement
+    return statement
 
 
 async def insert_many(

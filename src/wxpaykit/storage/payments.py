@@ -21,7 +21,7 @@ from wxpaykit.storage.refunds import release_held_refunds
 from wxpaykit.storage.schema import orders
 from wxpaykit.storage.state_machine import effective_payment_state, payment_transition
 
-__all__ = ["apply_payment"]
+__all__ = ["apply_payment", "read_orders"]
 
 #: Re-reads inside one transaction before starting the transaction over.
 _MAX_REREADS = 3
@@ -29,6 +29,11 @@ _MAX_REREADS = 3
 # values) costs more CPU than executing it. Values are bound at execution.
 _READ_ORDER = select(orders).where(
     orders.c.mchid == bindparam("w_mchid"), orders.c.out_trade_no == bindparam("w_out_trade_no")
+)
+# Every order of one merchant named in a group of notifications, in one round trip.
+_READ_ORDERS = select(orders).where(
+    orders.c.mchid == bindparam("w_mchid"),
+    orders.c.out_trade_no.in_(bindparam("w_out_trade_nos", expanding=True)),
 )
 # No .values(): the SET list is the execution parameters named like columns.
 _SET_ORDER_IF_UNCHANGED = update(orders).where(
@@ -38,6 +43,30 @@ _SET_ORDER_IF_UNCHANGED = update(orders).where(
 )
 
 
+#: Orders read ahead for a group of notifications: (mchid, out_trade_no) -> row or None.
+OrderRows = dict[tuple[str, str], Row[Any] | None]
+
+
+async def read_orders(connection: AsyncConnection, keys: set[tuple[str, str]]) -> OrderRows:
+    """Read the orders ``keys`` name, one statement per merchant; absent ones map to None.
+
+    Used to read a whole group's orders at once; :func:`apply_payment` still writes with
+    a compare-and-set, so a row that changed since (even in this transaction) is read
+    again rather than trusted.
+    """
+    found: OrderRows = dict.fromkeys(keys)
+    by_merchant: dict[str, list[str]] = {}
+    for mchid, out_trade_no in keys:
+        by_merchant.setdefault(mchid, []).append(out_trade_no)
+    for mchid, numbers in by_merchant.items():
+        rows = await connection.execute(
+            _READ_ORDERS, {"w_mchid": mchid, "w_out_trade_nos": sorted(numbers)}
+        )
+        for row in rows:
+            found[(row.mchid, row.out_trade_no)] = row
+    return found
+
+
 async def apply_payment(
     connection: AsyncConnection,
     *,
@@ -45,14 +74,24 @@ async def apply_payment(
     notification_id: str,
     facts: PaymentFacts,
     now_ms: int,
+    read_ahead: OrderRows | None = None,
 ) -> Applied:
-    """Classify and (if the table says so) apply one payment notification."""
+    """Classify and (if the table says so) apply one payment notification.
+
+    ``read_ahead`` (from :func:`read_orders`) saves the first read; the entry is used
+    once and dropped, so a second notification for the same order in one group reads
+    the row as this one left it.
+    """
+    key = (mchid, facts.out_trade_no)
     for _ in range(_MAX_REREADS):
-        order = (
-            await connection.execute(
-                _READ_ORDER, {"w_mchid": mchid, "w_out_trade_no": facts.out_trade_no}
-            )
-        ).one_or_none()
+        if read_ahead is not None and key in read_ahead:
+            order = read_ahead.pop(key)
+        else:
+            order = (
+                await connection.execute(
+                    _READ_ORDER, {"w_mchid": mchid, "w_out_trade_no": facts.out_trade_no}
+                )
+            ).one_or_none()
         if order is None:
             return _unmatched(mchid, notification_id, facts)
         refused = _check_facts(order, mchid, notification_id, facts)

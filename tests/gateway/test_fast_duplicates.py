@@ -1,0 +1,262 @@
+"""Copies of committed notifications are acknowledged without a database transaction.
+
+The fast path (gateway/committed.py, and the committed marker in the Redis nonce
+script) must keep every guarantee of the slow one: the copy is verified like any
+other message, is answered 204 only when its original is durable, changes no state,
+and is still counted as a duplicate in the ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from sqlalchemy import select
+
+from tests.services import require_service
+from wxpaykit.gateway.app import create_app
+from wxpaykit.gateway.intake import NotificationIntake
+from wxpaykit.gateway.metrics import GatewayMetrics
+from wxpaykit.gateway.nonce import LedgerNonceGuard, NonceClaim, RedisNonceGuard
+from wxpaykit.gateway.redis_batch import RedisBatcher
+from wxpaykit.gateway.settings import GatewaySettings
+from wxpaykit.storage.base import OrderRecord
+from wxpaykit.storage.ledger import SqlLedger
+from wxpaykit.storage.schema import notifications
+from wxpaykit.testing.gateway_kit import MerchantKit
+
+from .conftest import RowCounts
+from .databases import REDIS_URL
+
+V3 = "/notify/v3/{mchid}"
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    require_service("redis", 6379)
+    client = Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def seed(ledger: SqlLedger, kit: MerchantKit, *orders: str) -> None:
+    for name in orders:
+        await ledger.create_order(
+            OrderRecord(
+                mchid=kit.mchid,
+                out_trade_no=name,
+                appid=kit.appid,
+                description="fast path",
+                total=100,
+                currency="CNY",
+                state="NOTPAY",
+            )
+        )
+
+
+async def duplicate_count(ledger: SqlLedger, notification_id: str) -> int:
+    async with ledger.engine.connect() as connection:
+        return int(
+            await connection.scalar(
+                select(notifications.c.duplicate_count).where(
+                    notifications.c.notification_id == notification_id
+                )
+            )
+            or 0
+        )
+
+
+def app_client(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")  # type: ignore[arg-type]
+
+
+async def test_a_copy_of_a_committed_notification_skips_the_ledger_and_is_counted(
+    client: httpx.AsyncClient,
+    ledger: SqlLedger,
+    kit: MerchantKit,
+    metrics: GatewayMetrics,
+    row_counts: RowCounts,
+) -> None:
+    await seed(ledger, kit, "fast-1")
+    first = kit.payment("fast-1", notification_id="N-fast-1")
+    assert (
+        await client.post(V3.format(mchid=kit.mchid), content=first.body, headers=first.headers)
+    ).status_code == 204
+    before = await row_counts()
+
+    # WeChat re-signs each re-send: a fresh nonce, the same notification id.
+    copies = [kit.payment("fast-1", notification_id="N-fast-1") for _ in range(3)]
+    for copy in copies:
+        answer = await client.post(
+            V3.format(mchid=kit.mchid), content=copy.body, headers=copy.headers
+        )
+        assert answer.status_code == 204
+
+    assert await row_counts() == before  # no nonce row, no notification row, no event
+    assert metrics.duplicates.labels("v3")._value.get() == 3
+    # The counts reach the ledger in one write per flush.
+    assert await duplicate_count(ledger, "N-fast-1") == 0
+    intake: NotificationIntake = client._transport.app.state.intake  # type: ignore[attr-defined]
+    assert intake.duplicates.pending == 3
+    await intake.duplicates.flush()
+    assert intake.duplicates.pending == 0
+    assert await duplicate_count(ledger, "N-fast-1") == 3
+
+
+async def test_a_forged_copy_of_a_committed_notification_is_still_refused(
+    client: httpx.AsyncClient, ledger: SqlLedger, kit: MerchantKit
+) -> None:
+    await seed(ledger, kit, "fast-2")
+    first = kit.payment("fast-2", notification_id="N-fast-2")
+    assert (
+        await client.post(V3.format(mchid=kit.mchid), content=first.body, headers=first.headers)
+    ).status_code == 204
+    copy = kit.payment("fast-2", notification_id="N-fast-2")
+    tampered = copy.body.replace(b'"N-fast-2"', b'"N-fast-2" ')
+    answer = await client.post(V3.format(mchid=kit.mchid), content=tampered, headers=copy.headers)
+    assert answer.status_code == 401
+    assert answer.json()["code"] == "SIGNATURE_MISMATCH"
+
+
+async def test_a_copy_is_not_taken_for_committed_while_its_original_is_in_flight(
+    settings: GatewaySettings, ledger: SqlLedger, kit: MerchantKit
+) -> None:
+    # Nothing is marked committed before record_notification returns: concurrent
+    # copies all go to the ledger, which applies exactly one.
+    await seed(ledger, kit, "fast-3")
+    app = create_app(settings, ledger)
+    copies = [kit.payment("fast-3", notification_id="N-fast-3") for _ in range(10)]
+    async with app_client(app) as http:
+        answers = await asyncio.gather(
+            *(
+                http.post(V3.format(mchid=kit.mchid), content=c.body, headers=c.headers)
+                for c in copies
+            )
+        )
+    assert [a.status_code for a in answers] == [204] * 10
+    order = await ledger.get_order(kit.mchid, "fast-3")
+    assert order is not None
+    assert order.state == "SUCCESS"
+    intake: NotificationIntake = app.state.intake
+    assert (kit.mchid, "N-fast-3") in intake.committed
+    await intake.duplicates.flush()
+    assert await duplicate_count(ledger, "N-fast-3") == 9
+
+
+async def test_redis_tells_another_process_the_notification_is_committed(
+    settings: GatewaySettings,
+    ledger: SqlLedger,
+    kit: MerchantKit,
+    redis: Redis,
+    row_counts: RowCounts,
+) -> None:
+    await seed(ledger, kit, "fast-4")
+    prefix = f"wxptest:{uuid.uuid4().hex}:"
+
+    def gateway() -> object:
+        guard = RedisNonceGuard(
+            redis,
+            LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds),
+            tolerance_seconds=settings.tolerance_seconds,
+            key_prefix=prefix,
+        )
+        return create_app(settings, ledger, nonce_guard=guard)
+
+    first_process, second_process = gateway(), gateway()
+    original = kit.payment("fast-4", notification_id="N-fast-4")
+    async with app_client(first_process) as http:
+        answer = await http.post(
+            V3.format(mchid=kit.mchid), content=original.body, headers=original.headers
+        )
+        assert answer.status_code == 204
+    before = await row_counts()
+    copy = kit.payment("fast-4", notification_id="N-fast-4")
+    async with app_client(second_process) as http:
+        answer = await http.post(
+            V3.format(mchid=kit.mchid), content=copy.body, headers=copy.headers
+        )
+        assert answer.status_code == 204
+        # The very same request again is a replay of an acknowledged message: 204 too.
+        again = await http.post(V3.format(mchid=kit.mchid), content=copy.body, headers=copy.headers)
+        assert again.status_code == 204
+    assert await row_counts() == before
+    intake: NotificationIntake = second_process.state.intake  # type: ignore[attr-defined]
+    assert (kit.mchid, "N-fast-4") in intake.committed
+    assert await redis.exists(f"{prefix}done:{{{kit.mchid}}}:N-fast-4") == 1
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+    await redis.delete(*keys)
+
+
+async def test_the_claim_script_is_reloaded_after_a_redis_script_flush(
+    settings: GatewaySettings, ledger: SqlLedger, redis: Redis
+) -> None:
+    prefix = f"wxptest:{uuid.uuid4().hex}:"
+    guard = RedisNonceGuard(
+        redis,
+        LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds),
+        tolerance_seconds=settings.tolerance_seconds,
+        key_prefix=prefix,
+    )
+    await redis.script_flush()
+    ticket = await guard.claim("1900000109", "nonce-1", b"{}", now_ms=0, notification_id="n-1")
+    assert ticket.claim is NonceClaim.CLAIMED
+    assert ticket.via_redis
+    await guard.settle(ticket, acknowledged=True)
+    # A new nonce for the committed id: a duplicate; the acked nonce again: ACKED.
+    fresh = await guard.claim("1900000109", "nonce-2", b"{}", now_ms=0, notification_id="n-1")
+    assert fresh.claim is NonceClaim.DUPLICATE
+    replay = await guard.claim("1900000109", "nonce-1", b"{}", now_ms=0, notification_id="n-1")
+    assert replay.claim is NonceClaim.ACKED
+    other_body = await guard.claim("1900000109", "nonce-1", b"[]", now_ms=0, notification_id="n-1")
+    assert other_body.claim is NonceClaim.IN_FLIGHT
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+    await redis.delete(*keys)
+
+
+async def test_redis_batcher_shares_pipelines_and_keeps_errors_per_caller(redis: Redis) -> None:
+    batcher = RedisBatcher(redis)
+    prefix = f"wxptest:{uuid.uuid4().hex}:"
+    await redis.set(f"{prefix}text", "not a number")
+    results = await asyncio.gather(
+        *(batcher.execute("INCR", f"{prefix}n") for _ in range(40)),
+        batcher.execute("INCR", f"{prefix}text"),
+        return_exceptions=True,
+    )
+    counted, failed = results[:40], results[40]
+    assert sorted(counted) == list(range(1, 41))  # type: ignore[type-var]
+    assert isinstance(failed, ResponseError)
+    assert batcher.average_batch > 1
+    await redis.delete(f"{prefix}n", f"{prefix}text")
+
+
+async def test_duplicate_counts_survive_a_failed_flush(kit: MerchantKit) -> None:
+    # A ledger whose database is unreachable: the flush fails, the counts are kept.
+    from wxpaykit.gateway.committed import DuplicateTally
+
+    unreachable = SqlLedger.from_url("postgresql://postgres@127.0.0.1:1/none")
+    tally = DuplicateTally(unreachable)
+    tally.note((kit.mchid, "N-x"))
+    tally.note((kit.mchid, "N-x"))
+    await tally.flush()
+    assert tally.pending == 2
+    await unreachable.aclose()
+
+
+def test_committed_notifications_forget_the_oldest_first() -> None:
+    from wxpaykit.gateway.committed import CommittedNotifications
+
+    committed = CommittedNotifications(capacity=2)
+    committed.add(("m", "a"))
+    committed.add(("m", "b"))
+    committed.add(("m", "c"))
+    assert ("m", "a") not in committed
+    assert ("m", "b") in committed
+    assert ("m", "c") in committed
+    assert len(committed) == 2
