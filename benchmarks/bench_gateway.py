@@ -545,6 +545,18 @@ def main() -> None:
             args,
             args.baseline_workers,
         )
+        # Same uvicorn, no work at all: the part of every figure no handler can remove.
+        results["floor"] = measure(
+            "floor",
+            ["--app-dir", "benchmarks", "floor_app:app"],
+            {},
+            files["baseline"],
+            script,
+            folder,
+            args,
+            args.baseline_workers,
+        )
+        results["floor"].update(dict.fromkeys(_DB_FIGURES))
         results["wxpaykit"].update(asyncio.run(tally(ours_url, ours=True)))
         results["baseline"].update(asyncio.run(tally(base_url, ours=False)))
     finally:
@@ -554,6 +566,9 @@ def main() -> None:
     report(results, args)
 
 
+_DB_FIGURES = ("paid", "events", "doubles", "notifications", "applied_per_second")
+
+
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
     total = args.orders * args.copies
     print(
@@ -561,9 +576,10 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
         f" once to each system by wrk -t{args.threads} -c{args.connections};"
         " PostgreSQL; uvicorn httptools + uvloop\n"
     )
-    print(f"{'':30}{'wxpaykit':>16}{'baseline':>16}")
+    names = ("wxpaykit", "baseline", "floor")
+    print(f"{'':30}" + "".join(f"{name:>16}" for name in names))
     rows = []
-    for name in ("wxpaykit", "baseline"):
+    for name in names:
         r = results[name]
         seconds = r["duration_us"] / 1e6
         rows.append(
@@ -601,6 +617,13 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
             else:
                 cells.append(f"{value:>16}")
         print(f"{key:30}" + "".join(cells))
+    floor_cpu = rows[2]["server CPU us/request"]
+    print(
+        f"\nserver CPU above the uvicorn floor: wxpaykit {rows[0]['server CPU us/request'] - floor_cpu:.0f}"
+        f" us/request, baseline {rows[1]['server CPU us/request'] - floor_cpu:.0f} us/request;"
+        f" the floor alone answers {rows[2]['acknowledged/s']:.0f}/s"
+        f" ({rows[2]['acknowledged/s'] / max(rows[1]['acknowledged/s'], 1e-9):.2f}x the baseline)"
+    )
     ratio = rows[0]["acknowledged/s"] / max(rows[1]["acknowledged/s"], 1e-9)
     p99 = rows[0]["p99 ms"] / max(rows[1]["p99 ms"], 1e-9)
     applied = rows[0]["orders applied/s (db)"] / max(rows[1]["orders applied/s (db)"], 1)

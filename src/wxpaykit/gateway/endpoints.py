@@ -73,7 +73,14 @@ class NotificationEndpoints:
         try:
             body = await read_body(request, self.intake.settings.max_body_bytes)
             if api == "v3":
-                intake_result = await self.intake.receive_v3(mchid, request.headers, body)
+                # A plain dict once (ASGI names are lower case): the pipeline looks headers
+                # up several times and keeps them for audit; Starlette's Headers scans its
+                # list on every lookup.
+                headers = {
+                    name.decode("latin-1"): value.decode("latin-1")
+                    for name, value in request.scope["headers"]
+                }
+                intake_result = await self.intake.receive_v3(mchid, headers, body)
                 result, notification_id = intake_result.result, intake_result.notification_id
             else:
                 result = await receive_v2(self.intake, mchid, request.headers, body)

@@ -10,8 +10,8 @@ timings. What never is: keys, bodies, decrypted resources, signatures, openids.
 from __future__ import annotations
 
 import logging
+import os
 import sys
-import uuid
 
 import structlog
 
@@ -20,7 +20,7 @@ __all__ = ["configure_logging", "new_trace_id"]
 
 def new_trace_id() -> str:
     """A short random id for one request."""
-    return uuid.uuid4().hex[:16]
+    return os.urandom(8).hex()
 
 
 def configure_logging(level: str = "info", *, stream: object = None) -> None:

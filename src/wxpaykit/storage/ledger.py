@@ -46,7 +46,14 @@ from wxpaykit.storage.codec import load_notification
 from wxpaykit.storage.dead_letters import mark_dead_letter, pending_dead_letters, save_dead_letter
 from wxpaykit.storage.events import append_events
 from wxpaykit.storage.group_commit import GroupCommitter
-from wxpaykit.storage.payments import OrderRows, apply_payment, read_orders
+from wxpaykit.storage.payments import (
+    OrderRows,
+    PlannedWrite,
+    apply_payment,
+    classify_payment,
+    read_orders,
+    write_planned,
+)
 from wxpaykit.storage.refunds import apply_refund
 from wxpaykit.storage.retention import purge_raw_requests
 from wxpaykit.storage.schema import (
@@ -95,7 +102,7 @@ class SqlLedger:
         max_attempts: int = 8,
         group_commit: bool = True,
         group_max_items: int = 64,
-        group_max_in_flight: int = 2,
+        group_max_in_flight: int = 1,
         group_max_wait_ms: float = 0.0,
     ) -> None:
         if max_attempts < 1:
@@ -294,10 +301,14 @@ class SqlLedger:
                 if pk is not None and item.payment is not None
             },
         )
+        settled = await _write_payments_in_bulk(connection, items, pks, read_ahead, now_ms)
         decided: list[tuple[int, Applied] | None] = []
-        for item, pk in zip(items, pks, strict=True):
+        for index, (item, pk) in enumerate(zip(items, pks, strict=True)):
             if pk is None:
                 decided.append(None)
+                continue
+            if index in settled:
+                decided.append((pk, settled[index]))
                 continue
             if item.refund is not None:  # it may change the order: read it fresh later
                 read_ahead.pop((item.mchid, item.refund.out_trade_no), None)
@@ -644,6 +655,55 @@ class SqlLedger:
             f"{what} reached no definitive outcome after {max_attempts} attempts"
             + (f": {dialects.describe(last)}" if isinstance(last, DBAPIError) else "")
         ) from last
+
+
+async def _write_payments_in_bulk(
+    connection: AsyncConnection,
+    items: Sequence[VerifiedNotification],
+    pks: Sequence[int | None],
+    read_ahead: OrderRows,
+    now_ms: int,
+) -> dict[int, Applied]:
+    """Decide and write, in one statement, the payments that are alone on their order.
+
+    Returns ``index -> Applied`` for the items settled here. An item is left to the
+    one-by-one path (which reads its order again) when another new item of the group
+    touches the same order, when its order was not found, when it releases held
+    refunds, or when its compare-and-set found the order changed.
+    """
+    per_order: dict[tuple[str, str], int] = {}
+    for item, pk in zip(items, pks, strict=True):
+        facts = item.payment or item.refund
+        if pk is not None and facts is not None:
+            key = (item.mchid, facts.out_trade_no)
+            per_order[key] = per_order.get(key, 0) + 1
+    settled: dict[int, Applied] = {}
+    planned: list[tuple[int, PlannedWrite]] = []
+    for index, (item, pk) in enumerate(zip(items, pks, strict=True)):
+        payment = item.payment
+        if pk is None or payment is None:
+            continue
+        key = (item.mchid, payment.out_trade_no)
+        order = read_ahead.get(key)
+        if order is None or per_order[key] != 1:
+            continue
+        decision = classify_payment(
+            order,
+            mchid=item.mchid,
+            notification_id=item.notification_id,
+            facts=payment,
+            now_ms=now_ms,
+        )
+        if isinstance(decision, Applied):
+            settled[index] = decision
+        elif not decision.releases_held_refunds:
+            planned.append((index, decision))
+            del read_ahead[key]  # if the write misses, the order is read again
+    written = await write_planned(connection, [plan for _, plan in planned])
+    for index, plan in planned:
+        if plan.order.id in written:
+            settled[index] = plan.applied
+    return settled
 
 
 async def _bump_duplicates(

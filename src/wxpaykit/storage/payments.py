@@ -8,9 +8,11 @@ a busy row never turns into a guessed success.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,7 +23,7 @@ from wxpaykit.storage.refunds import release_held_refunds
 from wxpaykit.storage.schema import orders
 from wxpaykit.storage.state_machine import effective_payment_state, payment_transition
 
-__all__ = ["apply_payment", "read_orders"]
+__all__ = ["PlannedWrite", "apply_payment", "classify_payment", "read_orders", "write_planned"]
 
 #: Re-reads inside one transaction before starting the transaction over.
 _MAX_REREADS = 3
@@ -92,58 +94,153 @@ async def apply_payment(
                     _READ_ORDER, {"w_mchid": mchid, "w_out_trade_no": facts.out_trade_no}
                 )
             ).one_or_none()
-        if order is None:
-            return _unmatched(mchid, notification_id, facts)
-        refused = _check_facts(order, mchid, notification_id, facts)
-        if refused is not None:
-            return refused
-        event_time = parse_time_ms(facts.success_time) or now_ms
-        current = effective_payment_state(
-            order.state, expires_at_ms=order.expires_at_ms, event_time_ms=event_time
+        decision = classify_payment(
+            order, mchid=mchid, notification_id=notification_id, facts=facts, now_ms=now_ms
         )
-        transition = payment_transition(current, facts.trade_state)
-        if transition is None:
-            return Applied(RecordOutcome.NO_CHANGE)
-        values: dict[str, Any] = {
-            "state": transition.to_state,
-            "version": order.version + 1,
-            "updated_at_ms": now_ms,
-        }
-        if transition.to_state == TradeState.SUCCESS:
-            values["transaction_id"] = facts.transaction_id or order.transaction_id
-            values["success_time"] = facts.success_time
-        values.update(w_id=order.id, w_state=order.state, w_version=order.version)
+        if isinstance(decision, Applied):
+            return decision
+        values = {**decision.values, "w_id": decision.order.id}
+        values.update(w_state=decision.order.state, w_version=decision.order.version)
         result = await connection.execute(_SET_ORDER_IF_UNCHANGED, values)
         if result.rowcount != 1:
             continue  # changed since we read it: read the committed row and decide again
-        payload = _payload(order, notification_id, facts, to_state=transition.to_state)
-        applied = Applied(
-            RecordOutcome.APPLIED,
-            transitions=[
-                AppliedTransition(
-                    entity="order",
-                    key=facts.out_trade_no,
-                    from_state=order.state,
-                    to_state=transition.to_state,
-                )
-            ],
-            events=[
-                make_event(
-                    event_type,
-                    mchid=mchid,
-                    out_trade_no=facts.out_trade_no,
-                    dedup_key=f"{mchid}:{facts.out_trade_no}:{event_type}",
-                    payload=payload,
-                )
-                for event_type in transition.events
-            ],
-        )
-        if transition.to_state == TradeState.SUCCESS and order.held_refunds > 0:
+        if decision.releases_held_refunds:
             await release_held_refunds(
-                connection, order_id=order.id, mchid=mchid, applied=applied, now_ms=now_ms
+                connection,
+                order_id=decision.order.id,
+                mchid=mchid,
+                applied=decision.applied,
+                now_ms=now_ms,
             )
-        return applied
+        return decision.applied
     raise RetryTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedWrite:
+    """A transition decided from ``order`` as read: the write still has to succeed."""
+
+    order: Row[Any]
+    values: dict[str, Any]
+    applied: Applied
+
+    @property
+    def releases_held_refunds(self) -> bool:
+        """The order becomes paid while refunds wait for it: they are counted after the write."""
+        return bool(self.values["state"] == TradeState.SUCCESS and self.order.held_refunds > 0)
+
+
+def classify_payment(
+    order: Row[Any] | None,
+    *,
+    mchid: str,
+    notification_id: str,
+    facts: PaymentFacts,
+    now_ms: int,
+) -> Applied | PlannedWrite:
+    """What the table says for ``facts`` against ``order`` as read (no I/O).
+
+    An :class:`Applied` is final (unmatched, anomaly, no change); a
+    :class:`PlannedWrite` must still be written with a compare-and-set.
+    """
+    if order is None:
+        return _unmatched(mchid, notification_id, facts)
+    refused = _check_facts(order, mchid, notification_id, facts)
+    if refused is not None:
+        return refused
+    event_time = parse_time_ms(facts.success_time) or now_ms
+    current = effective_payment_state(
+        order.state, expires_at_ms=order.expires_at_ms, event_time_ms=event_time
+    )
+    transition = payment_transition(current, facts.trade_state)
+    if transition is None:
+        return Applied(RecordOutcome.NO_CHANGE)
+    values: dict[str, Any] = {
+        "state": transition.to_state,
+        "version": order.version + 1,
+        "updated_at_ms": now_ms,
+    }
+    if transition.to_state == TradeState.SUCCESS:
+        values["transaction_id"] = facts.transaction_id or order.transaction_id
+        values["success_time"] = facts.success_time
+    payload = _payload(order, notification_id, facts, to_state=transition.to_state)
+    applied = Applied(
+        RecordOutcome.APPLIED,
+        transitions=[
+            AppliedTransition(
+                entity="order",
+                key=facts.out_trade_no,
+                from_state=order.state,
+                to_state=transition.to_state,
+            )
+        ],
+        events=[
+            make_event(
+                event_type,
+                mchid=mchid,
+                out_trade_no=facts.out_trade_no,
+                dedup_key=f"{mchid}:{facts.out_trade_no}:{event_type}",
+                payload=payload,
+            )
+            for event_type in transition.events
+        ],
+    )
+    return PlannedWrite(order=order, values=values, applied=applied)
+
+
+# PostgreSQL: a group's compare-and-set writes in one statement. Each row changes only
+# if it still has the state and version it was read with; RETURNING names the rows
+# written, and the caller redoes the others one by one (they changed meanwhile).
+_SET_ORDERS_IF_UNCHANGED_PG = text(
+    """UPDATE orders AS o
+SET state = u.new_state, version = u.new_version, updated_at_ms = u.updated_at_ms,
+    transaction_id = u.transaction_id, success_time = u.success_time
+FROM unnest(CAST(:ids AS BIGINT[]), CAST(:states AS VARCHAR[]), CAST(:versions AS INTEGER[]),
+            CAST(:new_states AS VARCHAR[]), CAST(:new_versions AS INTEGER[]),
+            CAST(:updated AS BIGINT[]), CAST(:transaction_ids AS VARCHAR[]),
+            CAST(:success_times AS VARCHAR[]))
+     AS u(id, state, version, new_state, new_version, updated_at_ms, transaction_id,
+          success_time)
+WHERE o.id = u.id AND o.state = u.state AND o.version = u.version
+RETURNING o.id"""
+)
+
+
+async def write_planned(connection: AsyncConnection, planned: Sequence[PlannedWrite]) -> set[int]:
+    """Write several planned transitions with one compare-and-set statement (PostgreSQL).
+
+    Returns the ids of the orders written; a planned write whose order changed since it
+    was read is not written and is absent from the result. Other dialects write one
+    statement per transition.
+    """
+    if not planned:
+        return set()
+    if connection.dialect.name != "postgresql":
+        written: set[int] = set()
+        for plan in planned:
+            values = {**plan.values, "w_id": plan.order.id}
+            values.update(w_state=plan.order.state, w_version=plan.order.version)
+            if (await connection.execute(_SET_ORDER_IF_UNCHANGED, values)).rowcount == 1:
+                written.add(int(plan.order.id))
+        return written
+    rows = await connection.execute(
+        _SET_ORDERS_IF_UNCHANGED_PG,
+        {
+            "ids": [plan.order.id for plan in planned],
+            "states": [plan.order.state for plan in planned],
+            "versions": [plan.order.version for plan in planned],
+            "new_states": [plan.values["state"] for plan in planned],
+            "new_versions": [plan.values["version"] for plan in planned],
+            "updated": [plan.values["updated_at_ms"] for plan in planned],
+            "transaction_ids": [
+                plan.values.get("transaction_id", plan.order.transaction_id) for plan in planned
+            ],
+            "success_times": [
+                plan.values.get("success_time", plan.order.success_time) for plan in planned
+            ],
+        },
+    )
+    return {int(order_id) for (order_id,) in rows}
 
 
 def _check_facts(
