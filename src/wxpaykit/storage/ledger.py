@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -71,6 +71,12 @@ _T = TypeVar("_T")
 # Built once (building per call costs more CPU than executing); values bound at execution.
 _INSERT_RAW_REQUEST = raw_requests.insert()
 _SET_OUTCOME = update(notifications).where(notifications.c.id == bindparam("w_id"))
+_BUMP_DUPLICATES_PG = text(
+    """UPDATE notifications AS n SET duplicate_count = n.duplicate_count + u.copies
+FROM unnest(CAST(:mchids AS VARCHAR[]), CAST(:ids AS VARCHAR[]), CAST(:copies AS INTEGER[]))
+     AS u(mchid, notification_id, copies)
+WHERE n.mchid = u.mchid AND n.notification_id = u.notification_id"""
+)
 _BUMP_DUPLICATES = (
     update(notifications)
     .where(
@@ -292,7 +298,8 @@ class SqlLedger:
             if pk is not None and item.raw is not None
         ]
         if raws:
-            await connection.execute(_INSERT_RAW_REQUEST, raws)
+            # Multi-row INSERTs (RETURNING makes SQLAlchemy batch the rows), not one per row.
+            await dialects.insert_many(connection, raw_requests, raws)
         read_ahead = await read_orders(
             connection,
             {
@@ -709,13 +716,26 @@ async def _write_payments_in_bulk(
 async def _bump_duplicates(
     connection: AsyncConnection, counts: Mapping[tuple[str, str], int]
 ) -> None:
-    """Add ``counts`` to the rows' ``duplicate_count`` (one executemany round trip)."""
-    if counts:
+    """Add ``counts`` to the rows' ``duplicate_count`` (one round trip, one statement on
+    PostgreSQL; elsewhere an executemany)."""
+    if not counts:
+        return
+    ordered = sorted(counts.items())
+    if connection.dialect.name == "postgresql":
+        await connection.execute(
+            _BUMP_DUPLICATES_PG,
+            {
+                "mchids": [mchid for (mchid, _nid), _copies in ordered],
+                "ids": [nid for (_mchid, nid), _copies in ordered],
+                "copies": [copies for _key, copies in ordered],
+            },
+        )
+    else:
         await connection.execute(
             _BUMP_DUPLICATES,
             [
                 {"w_mchid": mchid, "w_notification_id": nid, "w_copies": copies}
-                for (mchid, nid), copies in sorted(counts.items())
+                for (mchid, nid), copies in ordered
             ],
         )
 
