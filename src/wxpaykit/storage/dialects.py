@@ -253,9 +253,14 @@ async def insert_many(
     """
     if not rows:
         return
-    statement = table.insert()
-    if connection.dialect.name in ("postgresql", "sqlite"):
-        statement = statement.returning(*table.primary_key.columns)
+    name = connection.dialect.name
+    key = (id(table), f"{name}:many", ())
+    statement = _INSERT_IGNORE_STATEMENTS.get(key)
+    if statement is None:
+        statement = table.insert()
+        if name in ("postgresql", "sqlite"):
+            statement = statement.returning(*table.primary_key.columns)
+        _INSERT_IGNORE_STATEMENTS[key] = statement
     await connection.execute(statement, [dict(row) for row in rows])
 
 
