@@ -373,13 +373,19 @@ def tree_cpu_seconds(root: int) -> float:
     return total
 
 
-def services_cpu_seconds() -> float:
-    """CPU time of every PostgreSQL and Redis process (shared with anything else running)."""
-    return sum(
-        seconds
-        for _pid, _ppid, name, seconds in _proc_stats()
+def services_cpu_seconds() -> dict[int, float]:
+    """CPU time per PostgreSQL and Redis process (shared with anything else running)."""
+    return {
+        pid: seconds
+        for pid, _ppid, name, seconds in _proc_stats()
         if name in ("postgres", "redis-server")
-    )
+    }
+
+
+def services_cpu_since(before: dict[int, float]) -> float:
+    """CPU the PostgreSQL and Redis processes used since ``before`` (processes that
+    ended meanwhile are not counted: a lower bound)."""
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in services_cpu_seconds().items())
 
 
 def load_average() -> str:
@@ -451,7 +457,7 @@ def measure(
         result["workers"] = workers
         answered = max(result["ok"] + result["bad"], 1)
         result["server_cpu_us"] = (tree_cpu_seconds(server.pid) - cpu_before[0]) * 1e6 / answered
-        result["services_cpu_us"] = (services_cpu_seconds() - cpu_before[1]) * 1e6 / answered
+        result["services_cpu_us"] = services_cpu_since(cpu_before[1]) * 1e6 / answered
     finally:
         stop(server)
     return result
