@@ -44,6 +44,7 @@ from wxpaykit.demo.report import (
 from wxpaykit.demo.servers import ThreadedServer, bind_loopback
 from wxpaykit.demo.shop import WEBHOOK_PATH, ShopInbox, shop_app
 from wxpaykit.dispatch.webhooks import generate_webhook_secret
+from wxpaykit.gateway.committed import DuplicateTally
 from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.gateway.settings import load_settings
 from wxpaykit.gateway.wiring import build_app
@@ -140,7 +141,15 @@ async def run_demo(options: DemoOptions, console: Console) -> DemoReport:
             console.print(f"gateway    {gateway_url}  config {config}")
             async with SqlLedger.from_url(database_url) as ledger:
                 report = await _drive(
-                    options, console, sim, bundle, gateway_url, token, ledger, inbox
+                    options,
+                    console,
+                    sim,
+                    bundle,
+                    gateway_url,
+                    token,
+                    ledger,
+                    inbox,
+                    app.state.intake.duplicates,
                 )
                 report.elapsed_seconds = time.monotonic() - started
                 report.notifications_received = int(
@@ -186,6 +195,7 @@ async def _drive(
     token: str,
     ledger: SqlLedger,
     inbox: ShopInbox,
+    duplicates: DuplicateTally,
 ) -> DemoReport:
     rng = random.Random(options.seed)  # noqa: S311 - demo amounts, not security
     gate = asyncio.Semaphore(options.concurrency)
@@ -243,6 +253,8 @@ async def _drive(
                 timeout_seconds=options.delivery_timeout_seconds,
                 on_progress=show_delivery,
             )
+            # Copies absorbed without the ledger are counted in it once a second.
+            await _duplicates_written(duplicates)
             stats = await ledger.stats()
             progress.update(applied, completed=stats.orders_by_state.get("SUCCESS", 0))
         if not settled:
@@ -277,6 +289,13 @@ async def _drive(
         elapsed_seconds=0.0,
         delivery=shop_tally,
     )
+
+
+async def _duplicates_written(duplicates: DuplicateTally, timeout_seconds: float = 10.0) -> None:
+    """Wait until the gateway (another thread) has written its duplicate counts."""
+    deadline = time.monotonic() + timeout_seconds
+    while duplicates.pending and time.monotonic() < deadline:  # noqa: ASYNC110 - another thread's loop owns it
+        await asyncio.sleep(0.1)
 
 
 async def _set_chaos(platform: httpx.AsyncClient, mchid: str, seed: int, mode: str) -> None:

@@ -63,11 +63,12 @@ class DuplicateTally:
         self._ledger = ledger
         self._interval = interval_seconds
         self._counts: dict[tuple[str, str], int] = {}
+        self._writing = 0
 
     @property
     def pending(self) -> int:
-        """Copies counted but not yet written."""
-        return sum(self._counts.values())
+        """Copies counted but not yet written (including a write under way)."""
+        return sum(self._counts.values()) + self._writing
 
     def note(self, key: tuple[str, str]) -> None:
         """Count one more copy of ``key``."""
@@ -78,12 +79,16 @@ class DuplicateTally:
         counts, self._counts = self._counts, {}
         if not counts:
             return
+        writing = sum(counts.values())
+        self._writing += writing
         try:
             await self._ledger.count_duplicates(counts)
         except Exception as exc:  # a metric must not take the gateway down
             for key, copies in counts.items():
                 self._counts[key] = self._counts.get(key, 0) + copies
             _log.warning("duplicate_counts_not_written", error=type(exc).__name__)
+        finally:
+            self._writing -= writing
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
