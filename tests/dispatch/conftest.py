@@ -105,6 +105,14 @@ async def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterato
 
 
 @pytest.fixture
+async def pg_db() -> AsyncIterator[TestDatabase]:
+    """Outbox tables on PostgreSQL (what only PostgreSQL does: LISTEN, one-statement claims)."""
+    database = await create_test_database("postgresql", "")
+    yield database
+    await drop_test_database(database)
+
+
+@pytest.fixture
 def receiver() -> Iterator[Receiver]:
     """A real HTTP receiver on a free loopback port (uvicorn in a thread)."""
     with Receiver.serve() as running:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, insert, select
 
 from tests.dispatch.conftest import TestDatabase
 from tests.dispatch.helpers import append, payment_event
@@ -10,7 +10,7 @@ from wxpaykit.dispatch.claims import choose_heads
 from wxpaykit.dispatch.deliveries import AttemptRecord, DeliveryStore, SinkRoute
 from wxpaykit.dispatch.history import replay
 from wxpaykit.dispatch.sinks.base import SinkResult
-from wxpaykit.storage.events import event_deliveries
+from wxpaykit.storage.events import event_deliveries, event_fanout, events
 
 ROUTES = [SinkRoute(name="shop", patterns=("*",))]
 
@@ -80,3 +80,47 @@ async def next_attempts(database: TestDatabase) -> dict[str, int]:
     async with database.engine.connect() as connection:
         rows = (await connection.execute(select(d.c.event_id, d.c.next_attempt_at_ms))).all()
     return {row.event_id: row.next_attempt_at_ms for row in rows}
+
+
+async def test_a_claim_looks_past_due_deliveries_that_wait_for_their_order(
+    any_db: TestDatabase,
+) -> None:
+    busy = [payment_event("order-busy", f"payment.step{n}") for n in range(40)]
+    await append(any_db, busy, now_ms=1_000)
+    store = DeliveryStore(any_db.engine)
+    assert await store.fan_out(ROUTES, now_ms=1_000, limit=100) == 40
+    (head,) = await store.claim("shop", token="w:1", now_ms=2_000, lease_ms=60_000, limit=1)
+    assert head.event.event_id == busy[0].event_id  # in flight: its 39 successors wait
+    other = payment_event("order-other")
+    await append(any_db, [other], now_ms=3_000)
+    assert await store.fan_out(ROUTES, now_ms=3_000, limit=100) == 1
+
+    # The first candidates read (limit 1: 18) all wait; the claim reads further.
+    claimed = await store.claim("shop", token="w:2", now_ms=4_000, lease_ms=60_000, limit=1)
+    assert [c.event.event_id for c in claimed] == [other.event_id]
+
+
+async def test_an_event_still_queued_for_fan_out_holds_back_later_ones(
+    any_db: TestDatabase,
+) -> None:
+    first, second = payment_event("order-1"), payment_event("order-2")
+    await append(any_db, [first], now_ms=1_000)
+    await append(any_db, [second], now_ms=1_000)
+    store = DeliveryStore(any_db.engine)
+    # A slow concurrent fan-out: the first event is taken but not yet committed.
+    async with any_db.engine.connect() as connection:
+        seqs = dict((await connection.execute(select(events.c.event_id, events.c.seq))).all())
+    assert await store.fan_out(ROUTES, now_ms=1_000, limit=10) == 2
+    async with any_db.engine.begin() as connection:
+        await connection.execute(
+            insert(event_fanout).values(
+                event_seq=seqs[first.event_id], aggregate_key="elsewhere", created_at_ms=1_000
+            )
+        )
+    held = await store.claim("shop", token="w:1", now_ms=2_000, lease_ms=60_000, limit=10)
+    assert [c.event.event_id for c in held] == [first.event_id]  # not the later one
+
+    async with any_db.engine.begin() as connection:
+        await connection.execute(delete(event_fanout))
+    claimed = await store.claim("shop", token="w:2", now_ms=3_000, lease_ms=60_000, limit=10)
+    assert [c.event.event_id for c in claimed] == [second.event_id]

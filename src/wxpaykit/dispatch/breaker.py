@@ -59,6 +59,8 @@ class CircuitBreaker:
         self.probe_lease_ms = probe_lease_ms
         self._probing = False
         self._seen_failures = 0
+        # Closed when last read: the next claim may check the state itself.
+        self._last_seen_closed = False
 
     async def ensure_row(self, *, now_ms: int) -> None:
         """Create the closed state row if this sink has none yet."""
@@ -103,8 +105,8 @@ class CircuitBreaker:
                     ).where(_b.c.sink == self.sink)
                 )
             ).first()
+        self.observe(row.state if row is not None else None, row.consecutive_failures if row else 0)
         if row is None or row.state == BreakerState.CLOSED:
-            self._seen_failures = row.consecutive_failures if row is not None else 0
             return None
         if row.state == BreakerState.OPEN and (row.open_until_ms or 0) > now_ms:
             return 0
@@ -132,6 +134,23 @@ class CircuitBreaker:
             self._probing = True
             return 1
         return 0
+
+    def may_skip_admit(self) -> bool:
+        """Whether a claim that checks the state itself may stand in for :meth:`admit`.
+
+        True while the breaker was closed when last seen and we have no probe out
+        (with the breaker disabled :meth:`admit` reads nothing anyway). The claim
+        then leases nothing unless the shared state is still closed, and reports
+        what it saw to :meth:`observe`.
+        """
+        return self.settings.enabled and self._last_seen_closed and not self._probing
+
+    def observe(self, state: str | None, consecutive_failures: int | None) -> None:
+        """The shared state as just read (``None``: no row, i.e. closed)."""
+        closed = state is None or state == BreakerState.CLOSED
+        self._last_seen_closed = closed
+        if closed:
+            self._seen_failures = consecutive_failures or 0
 
     async def release_probe(self, *, now_ms: int) -> None:
         """Our probe found nothing to deliver: back to open, due now, for the next poll."""

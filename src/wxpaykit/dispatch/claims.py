@@ -14,12 +14,18 @@ A claim takes three steps:
    statement); elsewhere (SQLite) all steps run under the write lock and the lease is
    a conditional update.
 
-Step 2 is a separate statement on purpose: the ordering check is one grouped lookup
-by ``aggregate_key`` for all candidates (the deliveries of a few orders), instead of a correlated subquery per row, for which PostgreSQL, short of
-fresh statistics, chose to read every pending row of the sink per candidate: seconds
-per claim with a backlog of 20,000. Being a later statement, it sees every earlier
-event of a candidate's order: the ledger commits an order's events one after the
-other, so each was committed before the candidate step 1 read.
+Step 2 is a lookup of its own on purpose: the ordering check is one grouped lookup
+by ``aggregate_key`` for all candidates (the deliveries of a few orders), instead of
+a correlated subquery per row, for which PostgreSQL, short of fresh statistics, chose
+to read every pending row of the sink per candidate: seconds per claim with a backlog
+of 20,000. It sees every earlier event of a candidate's order: the ledger commits an
+order's events one after the other, so each was committed before the candidate, and
+a snapshot (or a later statement) that sees the candidate sees them too.
+
+On PostgreSQL the three steps are one statement (:func:`one_statement_claim`): the
+same conditions and the same lookups, as ``MATERIALIZED`` CTEs so that each is planned
+on its own as above, in one round trip instead of three, with no transaction around
+it. Elsewhere they are separate statements, as described.
 
 The statements are built once per dialect with bind parameters: building and hashing
 a SQLAlchemy statement costs more CPU than running it.
@@ -33,20 +39,29 @@ from sqlalchemy import (
     BigInteger,
     Integer,
     String,
+    TextClause,
     bindparam,
     case,
     func,
     null,
     or_,
     select,
+    text,
     union_all,
     update,
 )
 
+from wxpaykit.dispatch.breaker import BreakerState
 from wxpaykit.dispatch.database import one_of_parameter
-from wxpaykit.storage.events import DeliveryStatus, event_deliveries, event_fanout, events
+from wxpaykit.storage.events import (
+    DeliveryStatus,
+    event_deliveries,
+    event_fanout,
+    events,
+    sink_breakers,
+)
 
-__all__ = ["Candidate", "ClaimStatements", "choose_heads", "scan_size"]
+__all__ = ["Candidate", "ClaimStatements", "choose_heads", "one_statement_claim", "scan_size"]
 
 _d = event_deliveries
 
@@ -135,6 +150,8 @@ class ClaimStatements:
             )
             .order_by(_d.c.event_seq)
         )
+        #: PostgreSQL: all three steps, see :func:`one_statement_claim`.
+        self.claim: TextClause | None = one_statement_claim() if dialect == "postgresql" else None
         if dialect == "postgresql":
             # Step 3 as one atomic statement: lock (skipping rows another worker is
             # claiming), lease and read, with no transaction around it.
@@ -164,6 +181,72 @@ class ClaimStatements:
                 .select_from(leased.join(events, events.c.seq == leased.c.event_seq))
                 .order_by(events.c.seq)
             )
+
+
+def one_statement_claim() -> TextClause:
+    """PostgreSQL: steps 1-3 in one statement.
+
+    Parameters: ``b_sink``, ``b_now``, ``b_scan``, ``b_limit``, ``b_token``,
+    ``b_lease_end``, ``b_guard``. Always returns at least one row: ``scanned`` and
+    ``chosen`` (how many candidates step 1 read and step 2 kept, to widen the scan
+    as :meth:`DeliveryStore._choose` does), the sink's breaker row as the statement saw it (``breaker_state``,
+    ``breaker_failures``; ``NULL`` without a row) and the leased deliveries with their
+    events, by seq (all ``NULL`` when none was leased). With ``b_guard`` true nothing
+    is claimed unless the breaker is closed (or has no row yet), in the same snapshot:
+    the breaker check of :meth:`CircuitBreaker.admit` without its own round trip.
+    """
+    d, e, q, b = _d.name, events.name, event_fanout.name, sink_breakers.name
+    pending = DeliveryStatus.PENDING
+    now = "CAST(:b_now AS BIGINT)"
+    lease_end = "CAST(:b_lease_end AS BIGINT)"
+    # Fixed identifiers only: every value is a bound parameter.
+    return text(
+        f"""WITH candidates AS MATERIALIZED (
+    SELECT id, aggregate_key, event_seq, next_attempt_at_ms FROM {d}
+    WHERE sink = CAST(:b_sink AS VARCHAR) AND status = '{pending}'
+      AND next_attempt_at_ms <= {now}
+      AND (locked_until_ms IS NULL OR locked_until_ms <= {now})
+      AND (NOT CAST(:b_guard AS BOOLEAN) OR NOT EXISTS (
+          SELECT 1 FROM {b} WHERE {b}.sink = CAST(:b_sink AS VARCHAR) AND {b}.state <> '{BreakerState.CLOSED}'))
+    ORDER BY next_attempt_at_ms
+    LIMIT CAST(:b_scan AS INTEGER)
+), heads AS MATERIALIZED (
+    SELECT aggregate_key, sink,
+           min(CASE WHEN status = '{pending}' THEN event_seq END) AS head_seq
+    FROM {d}
+    WHERE aggregate_key = ANY(ARRAY(SELECT DISTINCT aggregate_key FROM candidates))
+    GROUP BY aggregate_key, sink
+), chosen AS MATERIALIZED (
+    SELECT c.id FROM candidates c
+    JOIN heads h ON h.aggregate_key = c.aggregate_key AND h.head_seq = c.event_seq
+    WHERE h.sink = CAST(:b_sink AS VARCHAR)
+      AND c.event_seq <= coalesce((SELECT min(event_seq) FROM {q}), c.event_seq)
+    ORDER BY c.next_attempt_at_ms, c.id
+    LIMIT CAST(:b_limit AS INTEGER)
+), locked AS (
+    SELECT id, status, locked_until_ms FROM {d}
+    WHERE id = ANY(ARRAY(SELECT id FROM chosen))
+    FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE {d} SET locked_by = CAST(:b_token AS VARCHAR), locked_until_ms = {lease_end},
+        next_attempt_at_ms = {lease_end}, attempts = {d}.attempts + 1, updated_at_ms = {now}
+    FROM locked
+    WHERE {d}.id = locked.id AND locked.status = '{pending}'
+      AND (locked.locked_until_ms IS NULL OR locked.locked_until_ms <= {now})
+    RETURNING {d}.id, {d}.attempts, {d}.window_started_at_ms, {d}.event_seq
+)
+SELECT s.scanned, s.chosen, b.state AS breaker_state,
+       b.consecutive_failures AS breaker_failures, r.*
+FROM (SELECT (SELECT count(*) FROM candidates) AS scanned,
+             (SELECT count(*) FROM chosen) AS chosen) s
+LEFT JOIN {b} b ON b.sink = CAST(:b_sink AS VARCHAR)
+LEFT JOIN (
+    SELECT leased.id, leased.attempts, leased.window_started_at_ms, e.seq, e.event_id,
+           e.type, e.mchid, e.aggregate_key, e.payload, e.created_at_ms
+    FROM leased JOIN {e} e ON e.seq = leased.event_seq
+) r ON true
+ORDER BY r.seq"""  # noqa: S608
+    )
 
 
 def choose_heads(

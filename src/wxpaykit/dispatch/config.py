@@ -168,6 +168,9 @@ class WorkerSettings(_Settings):
     batch_size: int = Field(default=200, ge=1, le=5000)
     #: Lease = sink timeout + this margin; a crashed worker's deliveries return after it.
     lease_margin_seconds: float = Field(default=10.0, gt=0)
+    #: PostgreSQL: wake on each commit (LISTEN/NOTIFY) instead of only polling. Turn
+    #: off behind a pooler in transaction mode, where LISTEN does not work.
+    listen: bool = True
 
 
 class DispatchSettings(_Settings):

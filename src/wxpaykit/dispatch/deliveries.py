@@ -36,7 +36,8 @@ from wxpaykit.dispatch.database import (
     read_only,
 )
 from wxpaykit.dispatch.fanout import FanOutStatements, SinkRoute, delivery_rows
-from wxpaykit.dispatch.sinks.base import OutgoingEvent, SinkResult
+from wxpaykit.dispatch.recording import AttemptRecord, ClaimedDelivery, record_delivered
+from wxpaykit.dispatch.sinks.base import OutgoingEvent
 from wxpaykit.storage.dialects import insert_many
 from wxpaykit.storage.events import (
     DeliveryStatus,
@@ -44,30 +45,42 @@ from wxpaykit.storage.events import (
     event_delivery_attempts,
 )
 
-__all__ = ["AttemptRecord", "ClaimedDelivery", "DeliveryStore", "SinkRoute"]
+__all__ = ["AttemptRecord", "BreakerSeen", "ClaimedDelivery", "DeliveryStore", "SinkRoute"]
 
 _d = event_deliveries
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClaimedDelivery:
-    """A leased delivery and its event."""
+@dataclass(frozen=True, slots=True)
+class BreakerSeen:
+    """What a one-statement claim saw besides its deliveries."""
 
-    delivery_id: int
-    window_started_at_ms: int
-    event: OutgoingEvent
+    #: The sink's breaker row (``None``: no row yet).
+    state: str | None
+    consecutive_failures: int | None
+    #: Every due delivery of the sink was read and nothing that may be leased was
+    #: left behind: until something changes (a commit, a finished attempt, time),
+    #: another claim would find nothing.
+    nothing_more_due: bool = False
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AttemptRecord:
-    """What one attempt produced and what happens next."""
-
-    claimed: ClaimedDelivery
-    result: SinkResult
-    started_at_ms: int
-    duration_ms: int
-    #: ``None`` with a failed result: dead letter.
-    next_attempt_at_ms: int | None
+def _claimed(rows: Sequence[Any]) -> list[ClaimedDelivery]:
+    return [
+        ClaimedDelivery(
+            delivery_id=row.id,
+            window_started_at_ms=row.window_started_at_ms,
+            event=OutgoingEvent(
+                event_id=row.event_id,
+                type=row.type,
+                mchid=row.mchid,
+                aggregate_key=row.aggregate_key,
+                seq=row.seq,
+                body=row.payload.encode("utf-8"),
+                attempt=row.attempts,
+                created_at_ms=row.created_at_ms,
+            ),
+        )
+        for row in rows
+    ]
 
 
 class DeliveryStore:
@@ -78,6 +91,8 @@ class DeliveryStore:
         self._features: DialectFeatures | None = None
         self._claim_statements: claims.ClaimStatements | None = None
         self._fan_out_statements: FanOutStatements | None = None
+        # Per routes: the routed fan-out's parameters (None: that statement cannot route them).
+        self._routed_parameters: dict[tuple[SinkRoute, ...], dict[str, Any] | None] = {}
 
     async def features(self) -> DialectFeatures:
         """The server's capabilities (asked once)."""
@@ -102,7 +117,15 @@ class DeliveryStore:
                 features.name, skip_locked=features.skip_locked
             )
         statements = self._fan_out_statements
+        key = tuple(routes)
+        if key not in self._routed_parameters:
+            self._routed_parameters[key] = statements.routed_parameters(routes)
+        routed = self._routed_parameters[key]
         async with read_only(self.engine) as reader:
+            if statements.routed is not None and routed is not None:
+                # One statement, atomic on its own (autocommit connection).
+                parameters = {**routed, "b_limit": limit, "b_now": now_ms}
+                return int((await reader.execute(statements.routed, parameters)).scalar_one())
             if (await reader.execute(statements.probe)).first() is None:
                 return 0  # the usual idle poll: one read, no transaction
         connection = await self._begin()
@@ -128,23 +151,31 @@ class DeliveryStore:
         features = await self.features()
         claim = self._claim_skip_locked if features.skip_locked else self._claim_serialised
         rows = await claim(sink, token=token, now_ms=now_ms, lease_ms=lease_ms, limit=limit)
-        return [
-            ClaimedDelivery(
-                delivery_id=row.id,
-                window_started_at_ms=row.window_started_at_ms,
-                event=OutgoingEvent(
-                    event_id=row.event_id,
-                    type=row.type,
-                    mchid=row.mchid,
-                    aggregate_key=row.aggregate_key,
-                    seq=row.seq,
-                    body=row.payload.encode("utf-8"),
-                    attempt=row.attempts,
-                    created_at_ms=row.created_at_ms,
-                ),
-            )
-            for row in rows
-        ]
+        return _claimed(rows)
+
+    async def claim_if_closed(
+        self, sink: str, *, token: str, now_ms: int, lease_ms: int, limit: int
+    ) -> tuple[list[ClaimedDelivery], BreakerSeen] | None:
+        """Like :meth:`claim`, but only while the sink's breaker is closed (or has no row).
+
+        The claim checks the breaker itself, in its own snapshot: what
+        :meth:`CircuitBreaker.admit` reads first, without that round trip. Returns the
+        breaker as seen too; ``None`` where the database has no one-statement claim
+        (PostgreSQL only): ask the breaker first there, then :meth:`claim`.
+        """
+        statements = await self._statements()
+        if statements.claim is None:
+            return None
+        rows, seen = await self._claim_in_one_statement(
+            statements.claim,
+            sink,
+            token=token,
+            now_ms=now_ms,
+            lease_ms=lease_ms,
+            limit=limit,
+            guard=True,
+        )
+        return _claimed(rows), seen
 
     async def _statements(self) -> claims.ClaimStatements:
         if self._claim_statements is None:
@@ -182,6 +213,11 @@ class DeliveryStore:
         self, sink: str, *, token: str, now_ms: int, lease_ms: int, limit: int
     ) -> Sequence[Any]:
         statements = await self._statements()
+        if statements.claim is not None:
+            claimed, _seen = await self._claim_in_one_statement(
+                statements.claim, sink, token=token, now_ms=now_ms, lease_ms=lease_ms, limit=limit
+            )
+            return claimed
         # Choose without locks, then lock only the chosen rows (locking a row writes it).
         async with read_only(self.engine) as reader:
             ids = await self._choose(reader, sink, now_ms=now_ms, limit=limit)
@@ -215,6 +251,47 @@ class DeliveryStore:
                 return rows
         finally:
             await connection.close()
+
+    async def _claim_in_one_statement(
+        self,
+        statement: Any,
+        sink: str,
+        *,
+        token: str,
+        now_ms: int,
+        lease_ms: int,
+        limit: int,
+        guard: bool = False,
+    ) -> tuple[Sequence[Any], BreakerSeen]:
+        """PostgreSQL: :func:`claims.one_statement_claim`, widening the scan like :meth:`_choose`."""
+        scan = claims.scan_size(limit)
+        parameters: dict[str, Any] = {
+            "b_sink": sink,
+            "b_now": now_ms,
+            "b_scan": scan,
+            "b_limit": limit,
+            "b_token": token,
+            "b_lease_end": now_ms + lease_ms,
+            "b_guard": guard,
+        }
+        async with read_only(self.engine) as reader:
+            while True:
+                rows = (await reader.execute(statement, parameters)).all()
+                first = rows[0]
+                leased = [row for row in rows if row.id is not None]
+                seen = BreakerSeen(
+                    first.breaker_state,
+                    first.breaker_failures,
+                    nothing_more_due=first.scanned < scan
+                    and first.chosen < limit
+                    and len(leased) == first.chosen,
+                )
+                # Chosen but not leased: another worker claimed them first; as in
+                # _claim_skip_locked, try again at the next poll.
+                if first.chosen or first.scanned < scan or scan >= claims.MAX_SCAN:
+                    return leased, seen
+                # Every candidate waits behind an earlier event: look further.
+                scan = parameters["b_scan"] = min(claims.MAX_SCAN, scan * 4)
 
     async def _claim_serialised(
         self, sink: str, *, token: str, now_ms: int, lease_ms: int, limit: int
@@ -275,6 +352,11 @@ class DeliveryStore:
         ]
         dead = [r for r in records if not r.result.delivered and r.next_attempt_at_ms is None]
         features = await self.features()
+        if features.name == "postgresql" and len(delivered) == len(records):
+            # The usual batch: one atomic statement, no transaction.
+            async with read_only(self.engine) as connection:
+                await record_delivered(connection, records, worker=worker, now_ms=now_ms)
+            return
         connection = await self._begin()
         try:
             async with connection.begin():

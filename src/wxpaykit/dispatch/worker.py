@@ -7,8 +7,10 @@ Run it alone (``wxpaykit worker``) or embedded in the gateway's process::
         ...
 
 Any number of workers may share one database: claims, leases and the breaker state
-live there. A stopped worker finishes (or abandons, after the timeout) its attempts in
-flight; abandoned leases expire and another worker delivers those events again.
+live there. On PostgreSQL a worker also listens for commits
+(:mod:`wxpaykit.dispatch.wakeup`) and fans out at once; polling finds the rest. A
+stopped worker finishes (or abandons, after the timeout) its attempts in flight;
+abandoned leases expire and another worker delivers those events again.
 """
 
 from __future__ import annotations
@@ -30,10 +32,14 @@ from wxpaykit.dispatch.config import DispatchSettings
 from wxpaykit.dispatch.deliveries import DeliveryStore, SinkRoute
 from wxpaykit.dispatch.dispatcher import SinkDispatcher, SinkLimits
 from wxpaykit.dispatch.sinks import EventSink, build_sink
+from wxpaykit.dispatch.wakeup import CommitListener
 
 __all__ = ["Worker", "new_worker_id"]
 
 logger = logging.getLogger("wxpaykit.dispatch")
+
+#: Fan-out poll while the commit listener is connected (a notification wakes it at once).
+LISTENING_POLL_SECONDS = 1.0
 
 
 def new_worker_id() -> str:
@@ -94,6 +100,10 @@ class Worker:
             )
         self._stopping = asyncio.Event()
         self._fanout_wakeup = asyncio.Event()
+        #: PostgreSQL: wakes the fan-out loop on every commit of events (None elsewhere).
+        self.listener: CommitListener | None = None
+        if settings.worker.listen and engine.dialect.name == "postgresql":
+            self.listener = CommitListener(engine, self.notify)
 
     def stop(self) -> None:
         """Ask the loops to finish (attempts in flight are awaited by :meth:`run`)."""
@@ -130,14 +140,21 @@ class Worker:
     async def _fan_out_loop(self) -> None:
         # While events keep coming, look again after a quarter of the poll interval:
         # that wait is most of an event's time to delivery. Idle, the full interval.
-        busy_seconds = self.settings.worker.poll_interval_seconds / 4
+        # While the commit listener is connected every commit wakes this loop, so it
+        # polls only as a safety net, once per LISTENING_POLL_SECONDS.
+        interval = self.settings.worker.poll_interval_seconds
+        busy_seconds = interval / 4
+        listening_seconds = max(interval, LISTENING_POLL_SECONDS)
         while not self._stopping.is_set():
             found = 0
             try:
                 found = await self.fan_out_once()
             except Exception:
                 logger.exception("fan-out failed; retrying")
-            await self._wait(self._fanout_wakeup, busy_seconds if found else None)
+            if self.listener is not None and self.listener.listening:
+                await self._wait(self._fanout_wakeup, listening_seconds)
+            else:
+                await self._wait(self._fanout_wakeup, busy_seconds if found else None)
 
     async def _sink_loop(self, dispatcher: SinkDispatcher) -> None:
         while not self._stopping.is_set():
@@ -146,7 +163,11 @@ class Worker:
             except Exception:
                 logger.exception("sink %s: poll failed; retrying", dispatcher.sink.name)
                 started = 0
-            if started == 0 or dispatcher.in_flight >= dispatcher.limits.concurrency:
+            if (
+                started == 0
+                or dispatcher.nothing_more_due
+                or dispatcher.in_flight >= dispatcher.limits.concurrency
+            ):
                 await self._wait(dispatcher.wakeup)
         await dispatcher.drain(dispatcher.limits.timeout_seconds)
 
@@ -177,6 +198,8 @@ class Worker:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._fan_out_loop(), name="fan-out")
+                if self.listener is not None:
+                    group.create_task(self.listener.run(self._stopping), name="commit listener")
                 for name, dispatcher in self.dispatchers.items():
                     group.create_task(self._sink_loop(dispatcher), name=f"sink {name}")
         finally:

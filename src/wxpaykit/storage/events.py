@@ -22,6 +22,11 @@ Tables (all times are integer milliseconds since the epoch):
     One row per attempt, for ``wxpaykit events show`` and the admin API.
 ``sink_breakers``
     Circuit-breaker state per sink, shared by every worker through the database.
+
+On PostgreSQL :func:`append_events` also sends one ``NOTIFY`` on :data:`EVENTS_CHANNEL`
+(payload: the current schema) when it queued events: PostgreSQL delivers it only if
+and when the transaction commits, and workers listening wake at once instead of at
+their next poll.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    TextClause,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -50,6 +57,7 @@ from wxpaykit.storage.schema import BigIntegerKey, metadata
 
 __all__ = [
     "ENVELOPE_SCHEMA_VERSION",
+    "EVENTS_CHANNEL",
     "DeliveryStatus",
     "NewEvent",
     "append_events",
@@ -65,6 +73,9 @@ __all__ = [
 
 #: Version of the event envelope (``schema_version`` in every body); bumped on breaking change.
 ENVELOPE_SCHEMA_VERSION = 1
+
+#: PostgreSQL ``NOTIFY`` channel: "events were committed" (payload: the schema's name).
+EVENTS_CHANNEL = "wxpaykit_events"
 
 events = Table(
     "events",
@@ -223,12 +234,15 @@ async def append_events(
     constraint (on PostgreSQL it waits for the other transaction, then skips).
     Inserted events are queued in ``event_fanout`` in the same transaction, so a
     worker creates their deliveries exactly when (and only if) the caller commits.
-    Two statements for the whole batch on PostgreSQL and SQLite (see
-    :func:`~wxpaykit.storage.dialects.insert_many_or_ignore`); ``seq`` follows the
+    On PostgreSQL one statement for the whole batch, which also notifies listening
+    workers (see :data:`EVENTS_CHANNEL`); two on SQLite (see
+    :func:`~wxpaykit.storage.dialects.insert_many_or_ignore`). ``seq`` follows the
     order of ``new_events``.
     """
     if not new_events:
         return []
+    if connection.dialect.name == "postgresql":
+        return await _append_postgresql(connection, new_events, now_ms=now_ms)
     inserted = await insert_many_or_ignore(
         connection,
         events,
@@ -257,4 +271,58 @@ async def append_events(
         ],
     )
     ids = {event_id for _seq, event_id, _aggregate_key in inserted}
+    return [event.event_id for event in new_events if event.event_id in ids]
+
+
+def _append_statement() -> TextClause:
+    """PostgreSQL: insert, queue and notify in one statement (one round trip per batch).
+
+    The events arrive as one array per column (the statement text is the same for any
+    batch size, so asyncpg prepares it once per connection). ``ON CONFLICT DO NOTHING``
+    also skips a repeat of a key earlier in the same batch; rows are inserted in
+    array order, so ``seq`` follows it. The notification is an InitPlan of the output
+    list: evaluated once, when the first inserted row is returned, never when nothing
+    was inserted. PostgreSQL sends it at commit, not at all on rollback.
+    """
+    # Fixed identifiers only: every value is a bound parameter.
+    return text(
+        f"""WITH inserted AS (
+    INSERT INTO {events.name} (event_id, type, mchid, aggregate_key, dedup_key, payload,
+                               created_at_ms)
+    SELECT u.event_id, u.type, u.mchid, u.aggregate_key, u.dedup_key, u.payload, CAST(:now AS BIGINT)
+    FROM unnest(CAST(:event_ids AS VARCHAR[]), CAST(:types AS VARCHAR[]),
+                CAST(:mchids AS VARCHAR[]), CAST(:keys AS VARCHAR[]),
+                CAST(:dedup_keys AS VARCHAR[]), CAST(:payloads AS TEXT[]))
+         WITH ORDINALITY AS u(event_id, type, mchid, aggregate_key, dedup_key, payload, n)
+    ORDER BY u.n
+    ON CONFLICT DO NOTHING
+    RETURNING seq, event_id, aggregate_key
+), queued AS (
+    INSERT INTO {event_fanout.name} (event_seq, aggregate_key, created_at_ms)
+    SELECT seq, aggregate_key, CAST(:now AS BIGINT) FROM inserted
+)
+SELECT event_id, (SELECT 1 FROM pg_notify('{EVENTS_CHANNEL}', current_schema())) AS notified
+FROM inserted"""  # noqa: S608
+    )
+
+
+_PG_APPEND = _append_statement()
+
+
+async def _append_postgresql(
+    connection: AsyncConnection, new_events: Sequence[NewEvent], *, now_ms: int
+) -> list[str]:
+    result = await connection.execute(
+        _PG_APPEND,
+        {
+            "now": now_ms,
+            "event_ids": [event.event_id for event in new_events],
+            "types": [event.type for event in new_events],
+            "mchids": [event.mchid for event in new_events],
+            "keys": [event.aggregate_key for event in new_events],
+            "dedup_keys": [event.dedup_key for event in new_events],
+            "payloads": [render_envelope(event, now_ms=now_ms) for event in new_events],
+        },
+    )
+    ids = {row[0] for row in result}
     return [event.event_id for event in new_events if event.event_id in ids]
