@@ -55,6 +55,40 @@ event_types = ["payment.*"]
     assert not sink.accepts("refund.succeeded")
 
 
+def test_relative_secret_files_are_read_next_to_the_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `wxpaykit worker` and `serve` must read the same file whatever the working folder.
+    folder = tmp_path / "etc"
+    (folder / "secrets").mkdir(parents=True)
+    (folder / "secrets" / "hook").write_text("whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3\n")
+    config = folder / "sinks.toml"
+    config.write_text(
+        '[[sinks]]\nname = "shop"\ntype = "http"\nurl = "https://shop.example/hooks"\n'
+        'secret_files = ["secrets/hook"]\n'
+    )
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    (sink,) = load_dispatch_settings(config).sinks
+    assert isinstance(sink, HttpSinkConfig)
+    assert sink.secret_files == (folder / "secrets" / "hook",)
+    assert sink.secret_texts() == ["whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3"]
+    # Without a base folder (a mapping from code), paths are taken as given.
+    (plain,) = parse_dispatch_settings(
+        {
+            "sinks": [
+                {
+                    "name": "s",
+                    "type": "http",
+                    "url": "https://x.example/h",
+                    "secret_files": ["secrets/hook"],
+                }
+            ]
+        }
+    ).sinks
+    assert isinstance(plain, HttpSinkConfig)
+    assert plain.secret_files == (Path("secrets/hook"),)
+
+
 def test_retry_policy_backs_off_with_full_jitter_and_ends() -> None:
     policy = RetryPolicy(base_seconds=15, cap_seconds=3600, max_attempts=5, max_age_seconds=None)
     delays = [

@@ -98,7 +98,7 @@ def worker(
     try:
         document = _read_config(config, required=True)
         url = _database_url(document, database_url)
-        settings = parse_dispatch_settings(document.get("dispatch", {}))
+        settings = parse_dispatch_settings(document.get("dispatch", {}), base_dir=config.parent)
         if not settings.sinks:
             raise ConfigurationError("no [[dispatch.sinks]] configured")
     except ConfigurationError as exc:

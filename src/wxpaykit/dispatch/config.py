@@ -25,6 +25,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -187,8 +188,24 @@ class DispatchSettings(_Settings):
             raise ValueError(f"duplicate sink names: {', '.join(duplicates)}")
 
 
-def parse_dispatch_settings(data: dict[str, Any]) -> DispatchSettings:
-    """Validate a settings mapping; errors name the field, never echo values (secrets)."""
+def parse_dispatch_settings(
+    data: Mapping[str, Any], *, base_dir: Path | None = None
+) -> DispatchSettings:
+    """Validate a settings mapping; errors name the field, never echo values (secrets).
+
+    ``base_dir`` (the folder of the file the mapping came from) anchors relative
+    ``secret_files``, so ``serve``, ``worker`` and ``events`` read the same files
+    whatever the working directory.
+    """
+    data = dict(data)
+    sinks = data.get("sinks")
+    if base_dir is not None and isinstance(sinks, list):
+        data["sinks"] = [
+            {**sink, "secret_files": [str(base_dir / Path(str(f)).expanduser()) for f in files]}
+            if isinstance(sink, Mapping) and isinstance(files := sink.get("secret_files"), list)
+            else sink
+            for sink in sinks
+        ]
     try:
         return DispatchSettings.model_validate(data)
     except ValidationError as exc:
@@ -211,4 +228,4 @@ def load_dispatch_settings(path: Path) -> DispatchSettings:
         raise ConfigurationError(
             f"{path}: not valid {path.suffix.lstrip('.') or 'TOML'}: {exc}"
         ) from None
-    return parse_dispatch_settings(data)
+    return parse_dispatch_settings(data, base_dir=path.parent)

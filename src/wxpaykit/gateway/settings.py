@@ -219,16 +219,7 @@ def _checked(settings: GatewaySettings) -> GatewaySettings:
 
 def _dispatch(document: Mapping[str, Any], *, base_dir: Path) -> DispatchSettings:
     """``[dispatch]``, with relative ``secret_files`` resolved against the config's folder."""
-    table = dict(_table(document, "dispatch"))
-    sinks = table.get("sinks", [])
-    if isinstance(sinks, list):
-        table["sinks"] = [
-            {**sink, "secret_files": [str(_resolve(str(f), base_dir)) for f in files]}
-            if isinstance(sink, Mapping) and isinstance(files := sink.get("secret_files"), list)
-            else sink
-            for sink in sinks
-        ]
-    return parse_dispatch_settings(table)
+    return parse_dispatch_settings(_table(document, "dispatch"), base_dir=base_dir)
 
 
 def _table(document: Mapping[str, Any], name: str) -> Mapping[str, Any]:

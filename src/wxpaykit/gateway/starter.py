@@ -61,12 +61,14 @@ platform_public_key_id = "PUB_KEY_ID_0000000000000000000000000000000000"
 # The merchant API key: needed for the orders API (prepay) and platform_keys = "auto".
 # private_key_file = "secrets/apiclient_key.pem"
 # certificate_serial = "5157F09EFDC096DE15EBE81A47057A72"
-# notify_url = "https://pay.example.com/notify/v3/1900000001
+# notify_url = "https://pay.example.com/notify/v3/1900000001"
 
 # Events (payment.succeeded, refund.succeeded, ...) go to your shop through sinks;
 # see docs/events.md for the schema, the sink types and how to verify webhooks.
 # [dispatch.worker]
 # poll_interval_seconds = 0.02   # idle poll; a commit wakes an embedded worker at once
+# listen = true                  # PostgreSQL: LISTEN, woken by each commit; false behind
+#                                # PgBouncer in transaction mode (polling only)
 # batch_size = 200
 
 # A Standard Webhooks endpoint (webhook-id / webhook-timestamp / webhook-signature).
