@@ -25,7 +25,12 @@ from wxpaykit.core.verification import TrustedKeys
 from wxpaykit.gateway.endpoints import NotificationEndpoints, healthz
 from wxpaykit.gateway.intake import Clock, NotificationIntake, utc_now
 from wxpaykit.gateway.metrics import GatewayMetrics
-from wxpaykit.gateway.nonce import LedgerNonceGuard, NonceGuard, RedisNonceGuard
+from wxpaykit.gateway.nonce import (
+    LedgerNonceGuard,
+    NonceGuard,
+    RedisNonceGuard,
+    fail_fast_redis,
+)
 from wxpaykit.gateway.settings import GatewaySettings
 from wxpaykit.storage.base import Ledger
 
@@ -80,9 +85,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis: Any = None
         if nonce_guard is None and settings.redis_url:
-            from redis.asyncio import Redis
-
-            redis = Redis.from_url(settings.redis_url)
+            # Fail fast: a dead or hung Redis sends claims to the ledger at once.
+            redis = fail_fast_redis(settings.redis_url)
             intake.nonce_guard = RedisNonceGuard(
                 redis, ledger_guard, tolerance_seconds=settings.tolerance_seconds
             )

@@ -32,9 +32,13 @@ _log = structlog.get_logger("wxpaykit.gateway")
 
 
 class CommittedNotifications:
-    """A bounded set of ``(mchid, notification_id)`` known to be committed."""
+    """A bounded set of ``(mchid, notification_id)`` known to be committed.
 
-    def __init__(self, capacity: int = 200_000) -> None:
+    Copies arrive within seconds (twins) to minutes (re-sends of a lost 2xx), so the
+    last 50,000 commits (a few MiB) cover them; older copies go to the ledger.
+    """
+
+    def __init__(self, capacity: int = 50_000) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity

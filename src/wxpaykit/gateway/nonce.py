@@ -54,6 +54,7 @@ __all__ = [
     "NonceGuard",
     "NonceTicket",
     "RedisNonceGuard",
+    "fail_fast_redis",
     "nonce_ttl_seconds",
 ]
 
@@ -222,6 +223,25 @@ class RedisNonceGuard:
         except (OSError, _redis_error()) as exc:
             # Losing the mark only costs a 409 on a replay, never a payment.
             _log.warning("redis_unavailable_nonce_settle", error=type(exc).__name__)
+
+
+def fail_fast_redis(url: str, *, timeout_seconds: float = 1.0) -> Redis:
+    """A Redis client for the nonce guard: short timeouts and no retries.
+
+    When Redis is down or hung, a claim should fail at once so the request falls back
+    to the ledger's table; redis-py's default retries with backoff would hold every
+    notification for seconds instead.
+    """
+    from redis.asyncio import Redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), retries=0),
+    )
 
 
 def _redis_error() -> type[Exception]:

@@ -1,0 +1,78 @@
+"""Redis is an accelerator: a dead or hung Redis sends nonce claims to the ledger."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from wxpaykit.gateway.nonce import (
+    LedgerNonceGuard,
+    NonceClaim,
+    RedisNonceGuard,
+    fail_fast_redis,
+)
+from wxpaykit.storage.ledger import SqlLedger
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers (a hung Redis)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.parametrize("kind", ["down", "hung"])
+async def test_claims_fall_back_to_the_ledger(
+    ledger: SqlLedger, kind: str, request: pytest.FixtureRequest
+) -> None:
+    port = request.getfixturevalue("silent_port") if kind == "hung" else closed_port()
+    redis = fail_fast_redis(f"redis://127.0.0.1:{port}/0", timeout_seconds=0.3)
+    guard = RedisNonceGuard(
+        redis, LedgerNonceGuard(ledger, tolerance_seconds=300), tolerance_seconds=300
+    )
+    started = time.monotonic()
+    try:
+        first = await asyncio.wait_for(
+            guard.claim(
+                "1900000109",
+                "nonce-a",
+                b"{}",
+                now_ms=int(time.time() * 1000),
+                notification_id="n-1",
+            ),
+            10,
+        )
+        again = await asyncio.wait_for(
+            guard.claim(
+                "1900000109",
+                "nonce-a",
+                b"{}",
+                now_ms=int(time.time() * 1000),
+                notification_id="n-1",
+            ),
+            10,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        await redis.aclose()
+    assert first.claim is NonceClaim.CLAIMED
+    assert not first.via_redis  # the ledger's table took it
+    assert again.claim is NonceClaim.IN_FLIGHT  # and the ledger remembers it
+    # Failing fast: a few timeouts' worth, not redis-py's default retries with backoff.
+    assert elapsed < 3.0
+    await guard.settle(first, acknowledged=True)  # nothing to do for ledger claims
