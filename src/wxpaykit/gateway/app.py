@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
 from wxpaykit.core.verification import TrustedKeys
 from wxpaykit.gateway.endpoints import NotificationEndpoints, healthz
@@ -40,6 +41,25 @@ __all__ = ["ReadyCheck", "app_from_env", "create_app"]
 ReadyCheck = Callable[[], Awaitable[None]]
 Hook = Callable[[], Awaitable[None]]
 _log = structlog.get_logger("wxpaykit.gateway")
+
+
+class GatewayApp(Starlette):
+    """Starlette, with ``POST /notify/...`` served before routing and middleware.
+
+    Every notification takes that path, so it skips the router and the request and
+    response objects (:meth:`NotificationEndpoints.dispatch`); the same handlers stay
+    registered as routes, which serve the request when the app is mounted under a
+    prefix. Middleware added to the app does not see notifications.
+    """
+
+    notifications: NotificationEndpoints | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.notifications is not None and await self.notifications.dispatch(
+            scope, receive, send
+        ):
+            return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -115,7 +135,8 @@ def create_app(
         from wxpaykit.dispatch.admin import admin_router
 
         routes.append(Mount("/admin", app=admin_router(admin_engine, token=settings.admin_token)))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = GatewayApp(routes=routes, lifespan=lifespan)
+    app.notifications = endpoints
     app.state.settings = settings
     app.state.ledger = ledger
     app.state.metrics = metrics

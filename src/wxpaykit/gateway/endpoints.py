@@ -8,12 +8,14 @@ after :meth:`Ledger.record_notification` has returned, i.e. after commit.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import structlog
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 
 from wxpaykit.core.v2.xml import reply_xml
 from wxpaykit.gateway.intake import NotificationIntake
@@ -23,7 +25,7 @@ from wxpaykit.gateway.metrics import CONTENT_TYPE_LATEST, GatewayMetrics
 from wxpaykit.gateway.replies import BodyTooLargeError, json_body, reply_for, v2_body
 from wxpaykit.storage.base import RecordOutcome, RecordResult
 
-__all__ = ["NotificationEndpoints", "read_body"]
+__all__ = ["Answer", "NotificationEndpoints", "read_asgi_body", "read_body"]
 
 _log = structlog.get_logger("wxpaykit.gateway")
 _JSON = "application/json; charset=utf-8"
@@ -32,77 +34,175 @@ _XML = "text/xml; charset=utf-8"
 
 async def read_body(request: Request, limit: int) -> bytes:
     """Read the raw body, refusing (before reading it all) anything over ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
+    return await read_asgi_body(request.receive, request.headers.get("content-length", ""), limit)
+
+
+async def read_asgi_body(receive: Receive, declared: str, limit: int) -> bytes:
+    """The body from ASGI ``receive`` messages, bounded by ``limit`` while it streams."""
     if declared.isdigit() and int(declared) > limit:
         raise BodyTooLargeError(f"body of {declared} bytes is over the {limit}-byte limit")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnectedError("the client went away before sending the whole body")
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise BodyTooLargeError(f"body is over the {limit}-byte limit")
         chunks.append(chunk)
-    return b"".join(chunks)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class ClientDisconnectedError(Exception):
+    """The request body did not arrive (nothing is recorded; WeChat Pay re-sends)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One reply: status, content type (None: no body) and body bytes."""
+
+    status: int
+    media_type: str | None
+    body: bytes
+    trace_id: str
+
+    def asgi_headers(self) -> list[tuple[bytes, bytes]]:
+        headers = [(b"x-trace-id", self.trace_id.encode("ascii"))]
+        if self.media_type is not None:
+            headers.append((b"content-type", self.media_type.encode("ascii")))
+        if self.status != 204:
+            headers.append((b"content-length", str(len(self.body)).encode("ascii")))
+        return headers
+
+
+_NOTIFY_PREFIXES: tuple[tuple[str, Literal["v3", "v2"]], ...] = (
+    ("/notify/v3/", "v3"),
+    ("/notify/v2/", "v2"),
+)
+
+
+def _notify_target(scope: Scope) -> tuple[Literal["v3", "v2"], str] | None:
+    """``(api, mchid)`` for ``POST /notify/v3|v2/{mchid}``, else None."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    path: str = scope["path"]
+    for prefix, api in _NOTIFY_PREFIXES:
+        if path.startswith(prefix):
+            mchid = path[len(prefix) :]
+            return (api, mchid) if mchid and "/" not in mchid else None
+    return None
 
 
 @dataclass(slots=True)
 class NotificationEndpoints:
-    """The ``/notify/v3/{mchid}`` and ``/notify/v2/{mchid}`` handlers and ``/metrics``."""
+    """The ``/notify/v3/{mchid}`` and ``/notify/v2/{mchid}`` handlers and ``/metrics``.
+
+    Both routes are served two ways with the same :meth:`answer`: as Starlette routes,
+    and straight from ASGI by :meth:`dispatch` (what :class:`~wxpaykit.gateway.app`
+    does for every ``POST /notify/...``: no router, request or response objects on the
+    path every notification takes).
+    """
 
     intake: NotificationIntake
     metrics: GatewayMetrics
 
     async def notify_v3(self, request: Request) -> Response:
         """APIv3 JSON notification: 204 after commit, else a specific refusal."""
-        return await self._handle(request, "v3")
+        return await self._starlette(request, "v3")
 
     async def notify_v2(self, request: Request) -> Response:
         """APIv2 XML notification: the documented SUCCESS reply XML after commit."""
-        return await self._handle(request, "v2")
+        return await self._starlette(request, "v2")
 
     async def metrics_endpoint(self, request: Request) -> Response:
         """Prometheus text exposition."""
         return Response(self.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    async def _handle(self, request: Request, api: Literal["v3", "v2"]) -> Response:
+    async def dispatch(self, scope: Scope, receive: Receive, send: Send) -> bool:
+        """Serve ``scope`` if it is ``POST /notify/v3|v2/{mchid}``; False otherwise."""
+        target = _notify_target(scope)
+        if target is None:
+            return False
+        api, mchid = target
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        limit = self.intake.settings.max_body_bytes
+        declared = headers.get("content-length", "")
+
+        async def body() -> bytes:
+            return await read_asgi_body(receive, declared, limit)
+
+        answer = await self.answer(api, mchid, headers, body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status,
+                "headers": answer.asgi_headers(),
+            }
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+        return True
+
+    async def _starlette(self, request: Request, api: Literal["v3", "v2"]) -> Response:
+        # A plain dict once (ASGI names are lower case): the pipeline looks headers up
+        # several times and keeps them for audit.
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in request.scope["headers"]
+        }
+
+        async def body() -> bytes:
+            return await read_body(request, self.intake.settings.max_body_bytes)
+
+        answer = await self.answer(api, str(request.path_params["mchid"]), headers, body)
+        response = Response(answer.body, status_code=answer.status, media_type=answer.media_type)
+        response.headers["X-Trace-Id"] = answer.trace_id
+        return response
+
+    async def answer(
+        self,
+        api: Literal["v3", "v2"],
+        mchid: str,
+        headers: dict[str, str],
+        read_body: Callable[[], Awaitable[bytes]],
+    ) -> Answer:
+        """Read, run the pipeline, count, log; the reply to send."""
         started = time.perf_counter()
-        mchid = str(request.path_params["mchid"])[:32]
+        mchid = mchid[:32]
         trace_id = new_trace_id()
-        log = _log.bind(trace_id=trace_id, api=api, mchid=mchid)
         self.metrics.received.labels(api).inc()
         try:
-            body = await read_body(request, self.intake.settings.max_body_bytes)
+            body = await read_body()
             if api == "v3":
-                # A plain dict once (ASGI names are lower case): the pipeline looks headers
-                # up several times and keeps them for audit; Starlette's Headers scans its
-                # list on every lookup.
-                headers = {
-                    name.decode("latin-1"): value.decode("latin-1")
-                    for name, value in request.scope["headers"]
-                }
                 intake_result = await self.intake.receive_v3(mchid, headers, body)
                 result, notification_id = intake_result.result, intake_result.notification_id
             else:
-                result = await receive_v2(self.intake, mchid, request.headers, body)
+                result = await receive_v2(self.intake, mchid, headers, body)
                 notification_id = None
         except Exception as exc:
-            response = self._refuse(exc, api, log, trace_id)
+            answer = self._refuse(exc, api, mchid, trace_id)
         else:
             self._count_acknowledged(api, result)
-            log.info(
+            _log.info(
                 "notification_acknowledged",
+                trace_id=trace_id,
+                api=api,
+                mchid=mchid,
                 notification_id=notification_id,
                 outcome=result.outcome.value if result else "replay_acked",
                 events=len(result.event_ids) if result else 0,
             )
-            response = (
-                Response(status_code=204)
+            answer = (
+                Answer(204, None, b"", trace_id)
                 if api == "v3"
-                else Response(reply_xml(True), status_code=200, media_type=_XML)
+                else Answer(200, _XML, reply_xml(True), trace_id)
             )
-        response.headers["X-Trace-Id"] = trace_id
         self.metrics.latency.labels(api).observe(time.perf_counter() - started)
-        return response
+        return answer
 
     def _count_acknowledged(self, api: str, result: RecordResult | None) -> None:
         outcome = result.outcome.value if result else RecordOutcome.DUPLICATE.value
@@ -110,10 +210,9 @@ class NotificationEndpoints:
         if result is None or result.outcome is RecordOutcome.DUPLICATE:
             self.metrics.duplicates.labels(api).inc()
 
-    def _refuse(
-        self, exc: Exception, api: str, log: structlog.typing.FilteringBoundLogger, trace_id: str
-    ) -> Response:
+    def _refuse(self, exc: Exception, api: str, mchid: str, trace_id: str) -> Answer:
         reply = reply_for(exc)
+        log = _log.bind(trace_id=trace_id, api=api, mchid=mchid)
         if reply.status >= 500:
             self.metrics.failed.labels(api).inc()
             # Only the type: a driver's text may quote SQL parameters (personal data).
@@ -128,8 +227,8 @@ class NotificationEndpoints:
                 serial=getattr(exc, "serial", None),
             )
         if api == "v2":
-            return Response(v2_body(reply), status_code=reply.status, media_type=_XML)
-        return Response(json_body(reply), status_code=reply.status, media_type=_JSON)
+            return Answer(reply.status, _XML, v2_body(reply), trace_id)
+        return Answer(reply.status, _JSON, json_body(reply), trace_id)
 
 
 async def healthz(request: Request) -> Response:
