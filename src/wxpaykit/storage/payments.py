@@ -37,6 +37,20 @@ _READ_ORDERS = select(orders).where(
     orders.c.mchid == bindparam("w_mchid"),
     orders.c.out_trade_no.in_(bindparam("w_out_trade_nos", expanding=True)),
 )
+# PostgreSQL: one lookup by the unique (mchid, out_trade_no) index per number. Left to
+# itself, the planner joins an IN list (or unnest) with "every order of the merchant"
+# whenever its statistics say the table is small, which a new install's always do
+# (seen: 0.7-1.6 ms instead of 0.01 ms for a handful of rows). The LIMIT in the
+# LATERAL subquery keeps it from being merged into a join, so each number is one
+# index probe whatever the statistics say.
+_READ_ORDERS_PG = text(
+    """SELECT o.* FROM unnest(CAST(:w_out_trade_nos AS VARCHAR[])) AS u(out_trade_no)
+CROSS JOIN LATERAL (
+    SELECT * FROM orders
+    WHERE orders.mchid = :w_mchid AND orders.out_trade_no = u.out_trade_no
+    LIMIT 1
+) AS o"""
+)
 # No .values(): the SET list is the execution parameters named like columns.
 _SET_ORDER_IF_UNCHANGED = update(orders).where(
     orders.c.id == bindparam("w_id"),
@@ -60,9 +74,11 @@ async def read_orders(connection: AsyncConnection, keys: set[tuple[str, str]]) -
     by_merchant: dict[str, list[str]] = {}
     for mchid, out_trade_no in keys:
         by_merchant.setdefault(mchid, []).append(out_trade_no)
+    postgresql = connection.dialect.name == "postgresql"
     for mchid, numbers in by_merchant.items():
         rows = await connection.execute(
-            _READ_ORDERS, {"w_mchid": mchid, "w_out_trade_nos": sorted(numbers)}
+            _READ_ORDERS_PG if postgresql else _READ_ORDERS,
+            {"w_mchid": mchid, "w_out_trade_nos": sorted(numbers)},
         )
         for row in rows:
             found[(row.mchid, row.out_trade_no)] = row
