@@ -82,3 +82,19 @@ async def test_a_body_over_the_limit_is_refused_while_it_streams(
         answer = await client.post(f"/notify/v3/{kit.mchid}", content=chunks())
     assert answer.status_code == 413
     assert answer.json()["code"] == "BODY_TOO_LARGE"
+
+
+def test_the_server_entry_point_tunes_the_garbage_collector() -> None:
+    # In a child process: freezing the test runner's own heap would be wrong.
+    import subprocess
+    import sys
+
+    code = (
+        "import gc; from wxpaykit.gateway.app import tune_garbage_collector, "
+        "GC_YOUNG_THRESHOLD as T; before = gc.get_threshold()[0]; tune_garbage_collector(); "
+        "print(before, gc.get_threshold()[0] == T, gc.get_freeze_count() > 1000)"
+    )
+    out = subprocess.run(  # noqa: S603 - our own interpreter and code
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == ["700", "True", "True"]
