@@ -118,6 +118,7 @@ def create_app(
             async with intake.duplicates.running():
                 yield
         finally:
+            await intake.drain()  # nonce marks, before Redis closes
             for hook in on_shutdown or ():
                 await hook()
             if redis is not None:

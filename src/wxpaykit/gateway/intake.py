@@ -24,6 +24,7 @@ not even a nonce.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 from collections.abc import Callable, Mapping
@@ -36,7 +37,7 @@ from wxpaykit.core.notifications import decrypt_resource, parse_envelope, parse_
 from wxpaykit.core.verification import TrustedKeys, extract_signed_headers, verify_signature
 from wxpaykit.errors import MalformedMessageError, StaleTimestampError
 from wxpaykit.gateway.committed import CommittedNotifications, DuplicateTally
-from wxpaykit.gateway.nonce import NonceClaim, NonceGuard
+from wxpaykit.gateway.nonce import NonceClaim, NonceGuard, NonceTicket
 from wxpaykit.gateway.replies import (
     AppidMismatchError,
     BodyTooLargeError,
@@ -105,6 +106,7 @@ class NotificationIntake:
         # Ids this process committed; copies of them skip the database (committed.py).
         self.committed = committed if committed is not None else CommittedNotifications()
         self.duplicates = DuplicateTally(ledger)
+        self._settling: set[asyncio.Task[None]] = set()
         # mchid -> keys kept current by a key manager (platform_keys = "auto").
         self.platform_keys = dict(platform_keys or {})
 
@@ -180,8 +182,27 @@ class NotificationIntake:
             acknowledged = True
             self.committed.add(key)
         finally:
-            await self.nonce_guard.settle(ticket, acknowledged=acknowledged)
+            # The answer does not wait for the mark: until it lands, a copy goes to the
+            # ledger (absorbed as a duplicate) and an identical replay gets 409.
+            self._settle_later(ticket, acknowledged=acknowledged)
         return IntakeResult(notification_id=envelope.id, result=result)
+
+    def _settle_later(self, ticket: NonceTicket, *, acknowledged: bool) -> None:
+        task = asyncio.get_running_loop().create_task(
+            self.nonce_guard.settle(ticket, acknowledged=acknowledged)
+        )
+        self._settling.add(task)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.warning("nonce_settle_failed", error=type(task.exception()).__name__)
+
+    async def drain(self) -> None:
+        """Wait for nonce marks still being written (called at shutdown)."""
+        while self._settling:
+            await asyncio.wait(set(self._settling))
 
     def _absorbed(self, key: tuple[str, str]) -> IntakeResult:
         """A copy of a committed notification: acknowledged, counted, nothing recorded."""
