@@ -62,8 +62,12 @@ def test_demo_once_reports_zero_double_applications(tmp_path: Path) -> None:
         json.loads(line)
         for line in (tmp_path / SHOP_JOURNAL).read_text(encoding="utf-8").splitlines()
     ]
-    received = Counter(webhook["headers"]["webhook-id"] for webhook in webhooks)
-    assert received == Counter(emitted.keys())  # every event, each exactly once
+    # Delivery is at least once (a slow answer under load is retried under the same
+    # id); the shop processes each id once and marks the others as duplicates.
+    first = Counter(w["headers"]["webhook-id"] for w in webhooks if not w["duplicate"])
+    assert first == Counter(emitted.keys())  # every event processed exactly once
+    repeated = {w["headers"]["webhook-id"] for w in webhooks if w["duplicate"]}
+    assert repeated <= set(emitted)
     verifier = Webhook((tmp_path / "secrets" / "webhook_secret").read_text(encoding="utf-8"))
     for webhook in webhooks:
         event = verifier.verify(webhook["body"], webhook["headers"])
