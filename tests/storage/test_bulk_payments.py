@@ -8,16 +8,17 @@ and every item still gets the outcome the state machine gives it.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections import Counter
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from tests.storage.builders import event_types, new_id, order, payment, refund
 from wxpaykit.storage.applied import Applied
 from wxpaykit.storage.base import RecordOutcome, RecordResult
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.storage.payments import PlannedWrite, classify_payment, read_orders, write_planned
-from wxpaykit.storage.schema import orders
+from wxpaykit.storage.schema import notifications, orders, raw_requests
 
 
 async def test_a_planned_write_misses_an_order_changed_since_it_was_read(
@@ -113,3 +114,41 @@ async def test_a_mixed_group_keeps_every_outcome(ledger: SqlLedger, mchid: str) 
     assert types["payment.succeeded"] == 3
     assert types["payment.amount_mismatch"] == 1
     assert types["payment.unmatched"] == 1
+
+
+async def test_a_group_keeps_one_raw_request_per_recorded_notification(
+    ledger: SqlLedger, mchid: str
+) -> None:
+    for name in ("A", "B", "C"):
+        await ledger.create_order(order(mchid, name))
+    twin = payment(mchid, "A", body=b'{"first":"copy"}')
+    later_twin = dataclasses.replace(
+        twin,
+        raw=dataclasses.replace(twin.raw, body=b'{"second":"copy"}') if twin.raw else None,
+    )
+    without_raw = dataclasses.replace(payment(mchid, "B"), raw=None)
+    plain = payment(mchid, "C", body='{"签名":"原文"}'.encode())
+
+    results = await ledger.record_notifications_batch([twin, later_twin, without_raw, plain])
+
+    outcomes = [getattr(result, "outcome", None) for result in results]
+    assert sorted(o.value for o in outcomes if o is not None) == [
+        "applied",
+        "applied",
+        "applied",
+        "duplicate",
+    ]
+    async with ledger.engine.connect() as connection:
+        rows = await connection.execute(
+            select(notifications.c.out_trade_no, raw_requests.c.headers, raw_requests.c.body)
+            .join(notifications, notifications.c.id == raw_requests.c.notification_pk)
+            .where(notifications.c.mchid == mchid)
+        )
+        stored = {str(row.out_trade_no): (json.loads(row.headers), bytes(row.body)) for row in rows}
+    assert set(stored) == {"A", "C"}  # B came without its raw request
+    assert stored["A"][1] in (b'{"first":"copy"}', b'{"second":"copy"}')
+    assert twin.raw is not None
+    kept = twin if stored["A"][1] == twin.raw.body else later_twin
+    assert kept.raw is not None
+    assert stored["A"][0] == dict(kept.raw.headers)  # headers and body of one request
+    assert stored["C"][1] == '{"签名":"原文"}'.encode()

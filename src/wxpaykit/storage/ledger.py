@@ -285,9 +285,13 @@ class SqlLedger:
             _notification_row(item, item.raw.received_at_ms if item.raw is not None else now_ms)
             for item in items
         ]
-        inserted = await dialects.insert_many_or_ignore(
-            connection, notifications, rows, returning=("id", "mchid", "notification_id")
-        )
+        if connection.dialect.name == "postgresql":
+            # Notification rows and raw requests in one statement (one round trip).
+            inserted = await _insert_notifications_with_raw_pg(connection, items, rows)
+        else:
+            inserted = await dialects.insert_many_or_ignore(
+                connection, notifications, rows, returning=("id", "mchid", "notification_id")
+            )
         new_pks = {(str(mchid), str(nid)): int(pk) for pk, mchid, nid in inserted}
         pks: list[int | None] = []
         for item in items:  # the first of twins is the new one; later twins are duplicates
@@ -297,7 +301,7 @@ class SqlLedger:
             for item, pk in zip(items, pks, strict=True)
             if pk is not None and item.raw is not None
         ]
-        if raws:
+        if raws and connection.dialect.name != "postgresql":
             # Multi-row INSERTs (RETURNING makes SQLAlchemy batch the rows), not one per row.
             await dialects.insert_many(connection, raw_requests, raws)
         read_ahead = await read_orders(
@@ -711,6 +715,71 @@ async def _write_payments_in_bulk(
         if plan.order.id in written:
             settled[index] = plan.applied
     return settled
+
+
+# PostgreSQL: a group's notification rows and, for the rows actually inserted, their
+# raw requests, in one statement. Rows go in item order (ids follow it); a key taken
+# already, or a twin later in the group, is skipped; a twin's raw request is the first
+# copy's (DISTINCT ON ... ORDER BY ord), matching the row that was inserted.
+_INSERT_NOTIFICATIONS_WITH_RAW_PG = text(
+    """WITH u AS (
+    SELECT * FROM unnest(
+        CAST(:mchids AS VARCHAR[]), CAST(:notification_ids AS VARCHAR[]),
+        CAST(:api_versions AS VARCHAR[]), CAST(:event_types AS VARCHAR[]),
+        CAST(:kinds AS VARCHAR[]), CAST(:out_trade_nos AS VARCHAR[]),
+        CAST(:out_refund_nos AS VARCHAR[]), CAST(:outcomes AS VARCHAR[]),
+        CAST(:received AS BIGINT[]), CAST(:headers AS TEXT[]), CAST(:bodies AS BYTEA[]),
+        CAST(:raw_received AS BIGINT[])
+    ) WITH ORDINALITY AS u(mchid, notification_id, api_version, event_type, kind,
+                          out_trade_no, out_refund_no, outcome, received_at_ms, headers,
+                          body, raw_received_at_ms, ord)
+), n AS (
+    INSERT INTO notifications (mchid, notification_id, api_version, event_type, kind,
+                               out_trade_no, out_refund_no, outcome, duplicate_count,
+                               received_at_ms)
+    SELECT mchid, notification_id, api_version, event_type, kind, out_trade_no,
+           out_refund_no, outcome, 0, received_at_ms
+    FROM u ORDER BY ord
+    ON CONFLICT DO NOTHING
+    RETURNING id, mchid, notification_id
+), r AS (
+    INSERT INTO raw_requests (notification_pk, headers, body, received_at_ms)
+    SELECT DISTINCT ON (n.id) n.id, u.headers, u.body, u.raw_received_at_ms
+    FROM n JOIN u ON u.mchid = n.mchid AND u.notification_id = n.notification_id
+    WHERE u.headers IS NOT NULL
+    ORDER BY n.id, u.ord
+)
+SELECT id, mchid, notification_id FROM n"""
+)
+
+
+async def _insert_notifications_with_raw_pg(
+    connection: AsyncConnection,
+    items: Sequence[VerifiedNotification],
+    rows: Sequence[dict[str, Any]],
+) -> list[tuple[Any, ...]]:
+    raws = [item.raw for item in items]
+    result = await connection.execute(
+        _INSERT_NOTIFICATIONS_WITH_RAW_PG,
+        {
+            "mchids": [row["mchid"] for row in rows],
+            "notification_ids": [row["notification_id"] for row in rows],
+            "api_versions": [row["api_version"] for row in rows],
+            "event_types": [row["event_type"] for row in rows],
+            "kinds": [row["kind"] for row in rows],
+            "out_trade_nos": [row["out_trade_no"] for row in rows],
+            "out_refund_nos": [row["out_refund_no"] for row in rows],
+            "outcomes": [row["outcome"] for row in rows],
+            "received": [row["received_at_ms"] for row in rows],
+            "headers": [
+                None if raw is None else json.dumps(dict(raw.headers), ensure_ascii=False)
+                for raw in raws
+            ],
+            "bodies": [None if raw is None else raw.body for raw in raws],
+            "raw_received": [None if raw is None else raw.received_at_ms for raw in raws],
+        },
+    )
+    return [tuple(row) for row in result]
 
 
 async def _bump_duplicates(
