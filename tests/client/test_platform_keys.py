@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.client.conftest import APIV3_KEY, HarnessFactory
 from tests.client.fake_platform import FakePlatform
-from tests.conftest import REQUIRE_SERVICES
+from tests.services import require_service
 from wxpaykit.api import refunds
 from wxpaykit.client import AsyncWeChatPay, FileCertificateCache, RedisCertificateCache, WeChatPay
 from wxpaykit.client.keys import PlatformKeyManager
@@ -286,14 +286,8 @@ def test_transport_errors_during_the_first_download_surface(
 @pytest.fixture
 def redis_client() -> Iterator[redis.Redis]:
     """A real Redis connection (skipped locally when down, failed in CI)."""
+    require_service("redis", 6379)
     client = redis.Redis(host="127.0.0.1", port=6379, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.ConnectionError as exc:
-        message = f"Redis at 127.0.0.1:6379 is not reachable: {exc}"
-        if REQUIRE_SERVICES:
-            pytest.fail(message + " (WXPAYKIT_REQUIRE_SERVICES=1)")
-        pytest.skip(message)
     yield client
     client.close()
 

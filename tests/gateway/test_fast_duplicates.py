@@ -25,12 +25,11 @@ from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.gateway.nonce import LedgerNonceGuard, NonceClaim, RedisNonceGuard
 from wxpaykit.gateway.redis_batch import RedisBatcher
 from wxpaykit.gateway.settings import GatewaySettings
-from wxpaykit.storage.base import OrderRecord
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.storage.schema import notifications
 from wxpaykit.testing.gateway_kit import MerchantKit
 
-from .conftest import RowCounts
+from .conftest import RowCounts, seed_orders
 from .databases import REDIS_URL
 
 V3 = "/notify/v3/{mchid}"
@@ -44,21 +43,6 @@ async def redis() -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
-
-
-async def seed(ledger: SqlLedger, kit: MerchantKit, *orders: str) -> None:
-    for name in orders:
-        await ledger.create_order(
-            OrderRecord(
-                mchid=kit.mchid,
-                out_trade_no=name,
-                appid=kit.appid,
-                description="fast path",
-                total=100,
-                currency="CNY",
-                state="NOTPAY",
-            )
-        )
 
 
 async def duplicate_count(ledger: SqlLedger, notification_id: str) -> int:
@@ -84,7 +68,7 @@ async def test_a_copy_of_a_committed_notification_skips_the_ledger_and_is_counte
     metrics: GatewayMetrics,
     row_counts: RowCounts,
 ) -> None:
-    await seed(ledger, kit, "fast-1")
+    await seed_orders(ledger, kit, ["fast-1"])
     first = kit.payment("fast-1", notification_id="N-fast-1")
     assert (
         await client.post(V3.format(mchid=kit.mchid), content=first.body, headers=first.headers)
@@ -113,7 +97,7 @@ async def test_a_copy_of_a_committed_notification_skips_the_ledger_and_is_counte
 async def test_a_forged_copy_of_a_committed_notification_is_still_refused(
     client: httpx.AsyncClient, ledger: SqlLedger, kit: MerchantKit
 ) -> None:
-    await seed(ledger, kit, "fast-2")
+    await seed_orders(ledger, kit, ["fast-2"])
     first = kit.payment("fast-2", notification_id="N-fast-2")
     assert (
         await client.post(V3.format(mchid=kit.mchid), content=first.body, headers=first.headers)
@@ -130,7 +114,7 @@ async def test_a_copy_is_not_taken_for_committed_while_its_original_is_in_flight
 ) -> None:
     # Nothing is marked committed before record_notification returns: concurrent
     # copies all go to the ledger, which applies exactly one.
-    await seed(ledger, kit, "fast-3")
+    await seed_orders(ledger, kit, ["fast-3"])
     app = create_app(settings, ledger)
     copies = [kit.payment("fast-3", notification_id="N-fast-3") for _ in range(10)]
     async with app_client(app) as http:
@@ -157,7 +141,7 @@ async def test_redis_tells_another_process_the_notification_is_committed(
     redis: Redis,
     row_counts: RowCounts,
 ) -> None:
-    await seed(ledger, kit, "fast-4")
+    await seed_orders(ledger, kit, ["fast-4"])
     prefix = f"wxptest:{uuid.uuid4().hex}:"
 
     def gateway() -> object:

@@ -20,13 +20,13 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from wxpaykit.storage.base import OrderRecord
 from wxpaykit.storage.events import events
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.storage.schema import notifications
 from wxpaykit.testing.gateway_kit import MerchantKit
 
 from ..services import require_service, service_answers
+from .conftest import seed_orders
 from .databases import (
     DATABASES,
     REDIS_URL,
@@ -93,22 +93,6 @@ def cluster(
             process.stop()
         runner.run(database.__aexit__(None, None, None))
         runner.close()
-
-
-async def seed_orders(ledger: SqlLedger, kit: MerchantKit, names: list[str]) -> None:
-    """Register unpaid orders of 100 fen."""
-    for name in names:
-        await ledger.create_order(
-            OrderRecord(
-                mchid=kit.mchid,
-                out_trade_no=name,
-                appid=kit.appid,
-                description="test order",
-                total=100,
-                currency="CNY",
-                state="NOTPAY",
-            )
-        )
 
 
 async def events_per_order(ledger: SqlLedger, kit: MerchantKit, names: list[str]) -> dict[str, int]:

@@ -10,23 +10,10 @@ from starlette.routing import Mount
 
 from wxpaykit.gateway.app import create_app
 from wxpaykit.gateway.settings import GatewaySettings
-from wxpaykit.storage.base import OrderRecord
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
 
-
-async def seed(ledger: SqlLedger, kit: MerchantKit, name: str) -> None:
-    await ledger.create_order(
-        OrderRecord(
-            mchid=kit.mchid,
-            out_trade_no=name,
-            appid=kit.appid,
-            description="routing",
-            total=100,
-            currency="CNY",
-            state="NOTPAY",
-        )
-    )
+from .conftest import seed_orders
 
 
 async def test_the_same_answers_directly_and_through_a_mount(
@@ -34,8 +21,7 @@ async def test_the_same_answers_directly_and_through_a_mount(
 ) -> None:
     gateway = create_app(settings, ledger)
     outer = Starlette(routes=[Mount("/pay", app=gateway)])
-    await seed(ledger, kit, "route-1")
-    await seed(ledger, kit, "route-2")
+    await seed_orders(ledger, kit, ["route-1", "route-2"])
     direct = kit.payment("route-1")
     mounted = kit.payment("route-2")
     async with (
