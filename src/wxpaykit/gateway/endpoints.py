@@ -84,6 +84,12 @@ _NOTIFY_PREFIXES: tuple[tuple[str, Literal["v3", "v2"]], ...] = (
 )
 
 
+def _plain_headers(scope: Scope) -> dict[str, str]:
+    """The request headers as a dict, once (ASGI names are lower case): the pipeline looks
+    them up several times and keeps them for audit."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
 def _notify_target(scope: Scope) -> tuple[Literal["v3", "v2"], str] | None:
     """``(api, mchid)`` for ``POST /notify/v3|v2/{mchid}``, else None."""
     if scope["type"] != "http" or scope["method"] != "POST":
@@ -127,9 +133,7 @@ class NotificationEndpoints:
         if target is None:
             return False
         api, mchid = target
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-        }
+        headers = _plain_headers(scope)
         limit = self.intake.settings.max_body_bytes
         declared = headers.get("content-length", "")
 
@@ -148,12 +152,7 @@ class NotificationEndpoints:
         return True
 
     async def _starlette(self, request: Request, api: Literal["v3", "v2"]) -> Response:
-        # A plain dict once (ASGI names are lower case): the pipeline looks headers up
-        # several times and keeps them for audit.
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1")
-            for name, value in request.scope["headers"]
-        }
+        headers = _plain_headers(request.scope)
 
         async def body() -> bytes:
             return await read_body(request, self.intake.settings.max_body_bytes)

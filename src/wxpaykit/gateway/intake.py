@@ -196,8 +196,9 @@ class NotificationIntake:
 
     def _settled(self, task: asyncio.Task[None]) -> None:
         self._settling.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _log.warning("nonce_settle_failed", error=type(task.exception()).__name__)
+        error = None if task.cancelled() else task.exception()
+        if error is not None:
+            _log.warning("nonce_settle_failed", error=type(error).__name__)
 
     async def drain(self) -> None:
         """Wait for nonce marks still being written (called at shutdown)."""

@@ -173,6 +173,9 @@ class RedisNonceGuard:
         # Concurrent requests' commands share pipelines (see redis_batch.py).
         self._batch = RedisBatcher(redis)
         self._script_sha = hashlib.sha1(_CLAIM_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+        from redis.exceptions import NoScriptError  # redis is installed: we were given a client
+
+        self._no_script = NoScriptError
 
     async def claim(
         self, mchid: str, nonce: str, body: bytes, *, now_ms: int, notification_id: str = ""
@@ -191,13 +194,11 @@ class RedisNonceGuard:
 
     async def _run_claim_script(self, key: str, committed: str, digest: str) -> Any:
         """EVALSHA the claim script; after a Redis restart (NOSCRIPT), load it and retry."""
-        from redis.exceptions import NoScriptError
-
         try:
             return await self._batch.execute(
                 "EVALSHA", self._script_sha, 2, key, committed, self._ttl, digest
             )
-        except NoScriptError:
+        except self._no_script:
             await self._redis.script_load(_CLAIM_SCRIPT)
             return await self._batch.execute(
                 "EVALSHA", self._script_sha, 2, key, committed, self._ttl, digest

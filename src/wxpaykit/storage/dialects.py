@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -152,12 +153,12 @@ async def insert_or_ignore(
     """
     name = connection.dialect.name
     if name in ("postgresql", "sqlite"):
-        result = await connection.execute(_insert_ignore(table, name), dict(values))
+        result = await connection.execute(_insert(table, name, ignore=True), dict(values))
         if result.rowcount != 1:
             return None
     else:
         try:
-            result = await connection.execute(_plain_insert(table), dict(values))
+            result = await connection.execute(_insert(table, name, ignore=False), dict(values))
         except IntegrityError as exc:
             if is_unique_violation(exc, name):
                 return None
@@ -185,7 +186,7 @@ async def insert_many_or_ignore(
     name = connection.dialect.name
     inserted: list[tuple[Any, ...]] = []
     if name in ("postgresql", "sqlite"):
-        statement = _insert_ignore_returning(table, name, tuple(returning))
+        statement = _insert(table, name, ignore=True, returning=tuple(returning))
         if len(rows) == 1:
             result = await connection.execute(statement, dict(rows[0]))
         else:
@@ -204,40 +205,21 @@ async def insert_many_or_ignore(
     return inserted
 
 
-#: Statements built once per (table, dialect, columns): building one per call costs
-#: more CPU (clause coercion, cache key) than the database spends executing it.
-_INSERT_IGNORE_STATEMENTS: dict[tuple[int, str, tuple[str, ...]], Any] = {}
-
-
-def _insert_ignore(table: Table, dialect_name: str) -> Any:
-    key = (id(table), dialect_name, ())
-    statement = _INSERT_IGNORE_STATEMENTS.get(key)
-    if statement is None:
+@functools.cache
+def _insert(
+    table: Table, dialect_name: str, *, ignore: bool, returning: tuple[str, ...] = ()
+) -> Any:
+    """An INSERT built once per (table, dialect, form): building one per call costs more
+    CPU (clause coercion, cache key) than the database spends executing it. ``ignore``
+    adds ``ON CONFLICT DO NOTHING`` (PostgreSQL and SQLite only)."""
+    statement: Any
+    if ignore:
         dialect_insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
         statement = dialect_insert(table).on_conflict_do_nothing()
-        _INSERT_IGNORE_STATEMENTS[key] = statement
-    return statement
-
-
-def _plain_insert(table: Table) -> Any:
-    key = (id(table), "", ())
-    statement = _INSERT_IGNORE_STATEMENTS.get(key)
-    if statement is None:
-        statement = _INSERT_IGNORE_STATEMENTS[key] = table.insert()
-    return statement
-
-
-def _insert_ignore_returning(table: Table, dialect_name: str, returning: tuple[str, ...]) -> Any:
-    key = (id(table), dialect_name, returning)
-    statement = _INSERT_IGNORE_STATEMENTS.get(key)
-    if statement is None:
-        dialect_insert = pg_insert if dialect_name == "postgresql" else sqlite_insert
-        statement = (
-            dialect_insert(table)
-            .on_conflict_do_nothing()
-            .returning(*(table.c[column] for column in returning))
-        )
-        _INSERT_IGNORE_STATEMENTS[key] = statement
+    else:
+        statement = table.insert()
+    if returning:
+        statement = statement.returning(*(table.c[column] for column in returning))
     return statement
 
 
@@ -254,13 +236,10 @@ async def insert_many(
     if not rows:
         return
     name = connection.dialect.name
-    key = (id(table), f"{name}:many", ())
-    statement = _INSERT_IGNORE_STATEMENTS.get(key)
-    if statement is None:
-        statement = table.insert()
-        if name in ("postgresql", "sqlite"):
-            statement = statement.returning(*table.primary_key.columns)
-        _INSERT_IGNORE_STATEMENTS[key] = statement
+    keys = tuple(column.name for column in table.primary_key.columns)
+    statement = _insert(
+        table, name, ignore=False, returning=keys if name in ("postgresql", "sqlite") else ()
+    )
     await connection.execute(statement, [dict(row) for row in rows])
 
 

@@ -115,9 +115,7 @@ async def apply_payment(
         )
         if isinstance(decision, Applied):
             return decision
-        values = {**decision.values, "w_id": decision.order.id}
-        values.update(w_state=decision.order.state, w_version=decision.order.version)
-        result = await connection.execute(_SET_ORDER_IF_UNCHANGED, values)
+        result = await connection.execute(_SET_ORDER_IF_UNCHANGED, decision.parameters())
         if result.rowcount != 1:
             continue  # changed since we read it: read the committed row and decide again
         if decision.releases_held_refunds:
@@ -139,6 +137,15 @@ class PlannedWrite:
     order: Row[Any]
     values: dict[str, Any]
     applied: Applied
+
+    def parameters(self) -> dict[str, Any]:
+        """The compare-and-set's parameters: the new values, and the row as it was read."""
+        return {
+            **self.values,
+            "w_id": self.order.id,
+            "w_state": self.order.state,
+            "w_version": self.order.version,
+        }
 
     @property
     def releases_held_refunds(self) -> bool:
@@ -234,9 +241,7 @@ async def write_planned(connection: AsyncConnection, planned: Sequence[PlannedWr
     if connection.dialect.name != "postgresql":
         written: set[int] = set()
         for plan in planned:
-            values = {**plan.values, "w_id": plan.order.id}
-            values.update(w_state=plan.order.state, w_version=plan.order.version)
-            if (await connection.execute(_SET_ORDER_IF_UNCHANGED, values)).rowcount == 1:
+            if (await connection.execute(_SET_ORDER_IF_UNCHANGED, plan.parameters())).rowcount == 1:
                 written.add(int(plan.order.id))
         return written
     rows = await connection.execute(
