@@ -128,6 +128,19 @@ def _ec_pem() -> bytes:
     )
 
 
+def _pem_block(label: str, body: bytes) -> bytes:
+    """A PEM block around ``body`` (here: a corrupt 4-character body, never key material)."""
+    return (
+        b"-----BEGIN "
+        + label.encode()
+        + b"-----\n"
+        + body
+        + b"\n-----END "
+        + label.encode()
+        + b"-----\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
@@ -137,7 +150,7 @@ def _ec_pem() -> bytes:
         (lambda c: public_key_pem(c.private_key.public_key()), "found a PEM 'PUBLIC KEY' block"),
         (lambda c: _encrypted_pem(c.private_key), "password-protected"),
         (
-            lambda c: b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            lambda c: _pem_block("PRIVATE KEY", b"AAAA"),
             "corrupt PEM private key",
         ),
         (lambda c: c.private_key_pem[:400], "corrupt PEM private key"),
@@ -366,10 +379,10 @@ def test_public_key_id_must_have_the_prefix(
     [
         (b"", "file is empty"),
         (
-            b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+            _pem_block("CERTIFICATE", b"AAAA"),
             "this is a certificate",
         ),
-        (b"-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n", "corrupt public key"),
+        (_pem_block("PUBLIC KEY", b"AAAA"), "corrupt public key"),
         (b"AAAA", "corrupt public key"),
     ],
 )
