@@ -206,6 +206,44 @@ async def test_the_claim_script_is_reloaded_after_a_redis_script_flush(
     await redis.delete(*keys)
 
 
+async def test_redis_claims_follow_the_commit_not_the_first_sighting(
+    settings: GatewaySettings, ledger: SqlLedger, redis: Redis
+) -> None:
+    prefix = f"wxptest:{uuid.uuid4().hex}:"
+    guard = RedisNonceGuard(
+        redis,
+        LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds),
+        tolerance_seconds=settings.tolerance_seconds,
+        key_prefix=prefix,
+    )
+    mchid = "1900000109"
+    first = await guard.claim(mchid, "n-a", b"{1}", now_ms=0, notification_id="id-a")
+    assert first.claim is NonceClaim.CLAIMED
+    # Same nonce and body while the first is still being recorded: refused, not acked.
+    twin = await guard.claim(mchid, "n-a", b"{1}", now_ms=0, notification_id="id-a")
+    assert twin.claim is NonceClaim.IN_FLIGHT
+    # The recording failed: the claim is released and the identical retry goes on.
+    await guard.settle(first, acknowledged=False)
+    retry = await guard.claim(mchid, "n-a", b"{1}", now_ms=0, notification_id="id-a")
+    assert retry.claim is NonceClaim.CLAIMED
+    await guard.settle(retry, acknowledged=True)
+    # A copy under a new nonce is a duplicate; a replay of that copy is durable too.
+    copy = await guard.claim(mchid, "n-b", b"{2}", now_ms=0, notification_id="id-a")
+    assert copy.claim is NonceClaim.DUPLICATE
+    again = await guard.claim(mchid, "n-b", b"{2}", now_ms=0, notification_id="id-a")
+    assert again.claim is NonceClaim.ACKED
+    forged = await guard.claim(mchid, "n-b", b"{3}", now_ms=0, notification_id="id-a")
+    assert forged.claim is NonceClaim.IN_FLIGHT
+    # Without a notification id the nonce itself carries the acknowledgement.
+    bare = await guard.claim(mchid, "n-c", b"{4}", now_ms=0)
+    assert bare.claim is NonceClaim.CLAIMED
+    assert (await guard.claim(mchid, "n-c", b"{4}", now_ms=0)).claim is NonceClaim.IN_FLIGHT
+    await guard.settle(bare, acknowledged=True)
+    assert (await guard.claim(mchid, "n-c", b"{4}", now_ms=0)).claim is NonceClaim.ACKED
+    keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
+    await redis.delete(*keys)
+
+
 async def test_redis_batcher_shares_pipelines_and_keeps_errors_per_caller(redis: Redis) -> None:
     batcher = RedisBatcher(redis)
     prefix = f"wxptest:{uuid.uuid4().hex}:"

@@ -10,9 +10,9 @@ What a repeated nonce means, and why it can never lose a payment:
 * WeChat Pay re-signs every retry (fresh timestamp, fresh nonce; its retries span 24 h
   and every SDK enforces a 5-minute window), so a repeated nonce is either a replay
   or a link-failover twin carrying byte-identical headers.
-* With Redis, the claim is ``PENDING`` until the ledger commit, then ``ACKED`` with
-  the body digest. A repeat of an acknowledged message (same nonce, same body) is
-  acknowledged again (it is durable: answering 204 is the truth) and counted as a
+* With Redis, the claim holds the body digest and is pending until the ledger commit,
+  then acknowledged (the notification's committed marker, below, is set). A repeat
+  of an acknowledged message (same nonce, same body) is acknowledged again (it is durable: answering 204 is the truth) and counted as a
   duplicate; a repeat while the first copy is still in flight gets 409
   ``REPLAYED_NONCE``, and WeChat Pay re-sends later under a new nonce, which the
   ledger's unique notification id then absorbs. If processing fails, the claim is
@@ -32,7 +32,6 @@ back to the ledger for that request.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -126,19 +125,19 @@ class LedgerNonceGuard:
         """Nothing to do: ledger claims expire by time only."""
 
 
-#: One round trip: claim the nonce and, if it is new, ask whether the notification is
-#: already committed (then mark the nonce acknowledged at once). Answers C (claimed),
-#: D (duplicate of a committed notification), A (this very request was acknowledged
-#: before) or I (in flight or a different body: refuse).
+#: One round trip: claim the nonce (holding ``P:<body digest>``) and, if it is new, ask
+#: whether the notification is already committed. Answers C (claimed), D (duplicate of a
+#: committed notification), A (this very request, same nonce and body, is durable: it
+#: was acknowledged, or its notification is committed) or I (in flight or a different
+#: body: refuse). KEYS[2] is the committed marker, or KEYS[1] again when there is none.
 _CLAIM_SCRIPT = """
-if redis.call('SET', KEYS[1], 'P', 'NX', 'EX', ARGV[1]) then
-  if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 1 then
-    redis.call('SET', KEYS[1], 'A:' .. ARGV[2], 'EX', ARGV[1])
-    return 'D'
-  end
+local committed = KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 1
+if redis.call('SET', KEYS[1], 'P:' .. ARGV[2], 'NX', 'EX', ARGV[1]) then
+  if committed then return 'D' end
   return 'C'
 end
-if redis.call('GET', KEYS[1]) == 'A:' .. ARGV[2] then return 'A' end
+local held = redis.call('GET', KEYS[1])
+if held == 'A:' .. ARGV[2] or (committed and held == 'P:' .. ARGV[2]) then return 'A' end
 return 'I'
 """
 _CLAIMS = {
@@ -205,22 +204,24 @@ class RedisNonceGuard:
             )
 
     async def settle(self, ticket: NonceTicket, *, acknowledged: bool) -> None:
-        """Record the acknowledgement (and the committed marker), or release the claim."""
+        """Record the acknowledgement, or release the claim: one command either way.
+
+        With a notification id, the committed marker is the acknowledgement: the claim
+        script answers ``A`` for a repeat of the nonce holding this body once the marker
+        is there. Without one, the nonce itself is marked ``A:<digest>``.
+        """
         if not ticket.via_redis or ticket.claim is not NonceClaim.CLAIMED:
             return
         try:
-            if acknowledged:
-                acked = _ACKED_PREFIX + ticket.body_digest
-                marks = [self._batch.execute("SET", ticket.key, acked, "XX", "EX", self._ttl)]
-                if ticket.committed_key:
-                    marks.append(
-                        self._batch.execute(
-                            "SET", ticket.committed_key, "1", "EX", self._committed_ttl
-                        )
-                    )
-                await asyncio.gather(*marks)
-            else:
+            if not acknowledged:
                 await self._batch.execute("DEL", ticket.key)
+            elif ticket.committed_key:
+                await self._batch.execute(
+                    "SET", ticket.committed_key, "1", "EX", self._committed_ttl
+                )
+            else:
+                acked = _ACKED_PREFIX + ticket.body_digest
+                await self._batch.execute("SET", ticket.key, acked, "XX", "EX", self._ttl)
         except (OSError, _redis_error()) as exc:
             # Losing the mark only costs a 409 on a replay, never a payment.
             _log.warning("redis_unavailable_nonce_settle", error=type(exc).__name__)
