@@ -54,6 +54,8 @@ from wxpaykit.storage.payments import (
     read_orders,
     write_planned,
 )
+from wxpaykit.storage.pg_groups import DriverGroups
+from wxpaykit.storage.pg_sql import INSERT_NOTIFICATIONS, insert_notifications_arguments
 from wxpaykit.storage.refunds import apply_refund
 from wxpaykit.storage.retention import purge_raw_requests
 from wxpaykit.storage.schema import (
@@ -110,6 +112,7 @@ class SqlLedger:
         group_max_items: int = 64,
         group_max_in_flight: int = 1,
         group_max_wait_ms: float = 0.0,
+        driver_groups: bool = True,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
@@ -135,6 +138,12 @@ class SqlLedger:
             if group_commit
             else None
         )
+        # PostgreSQL: the common groups go straight through asyncpg (pg_groups.py).
+        self._driver_groups = (
+            DriverGroups(engine, count_duplicates=count_duplicates)
+            if self._dialect == "postgresql" and driver_groups
+            else None
+        )
 
     @classmethod
     def from_url(
@@ -148,6 +157,7 @@ class SqlLedger:
         count_duplicates: bool = True,
         max_attempts: int = 8,
         group_commit: bool = True,
+        driver_groups: bool = True,
         sqlite_busy_timeout_ms: int = 10_000,
         echo: bool = False,
     ) -> SqlLedger:
@@ -170,6 +180,7 @@ class SqlLedger:
             count_duplicates=count_duplicates,
             max_attempts=max_attempts,
             group_commit=group_commit,
+            driver_groups=driver_groups,
         )
 
     @property
@@ -194,6 +205,14 @@ class SqlLedger:
         return self._batch_fallbacks
 
     @property
+    def direct_groups(self) -> tuple[int, int]:
+        """PostgreSQL: groups recorded through the driver path, and groups it left to the
+        general path (see pg_groups.py); ``(0, 0)`` elsewhere. A metric."""
+        if self._driver_groups is None:
+            return (0, 0)
+        return (self._driver_groups.groups, self._driver_groups.declined)
+
+    @property
     def average_group_size(self) -> float:
         """Notifications per group-commit transaction so far (1.0: no batching); a metric."""
         return self._group.average_group_size if self._group is not None else 1.0
@@ -202,6 +221,8 @@ class SqlLedger:
         """Finish queued notifications, then close every pooled connection."""
         if self._group is not None:
             await self._group.drain()
+        if self._driver_groups is not None:
+            await self._driver_groups.aclose()
         await self._engine.dispose()
 
     # --- the request path -------------------------------------------------------------
@@ -237,8 +258,18 @@ class SqlLedger:
                 outcomes[index] = exc
             else:
                 valid.append(index)
+        valid.sort(key=lambda i: (batch[i].mchid, batch[i].notification_id))
+        if valid and self._driver_groups is not None:
+            direct = await self._driver_groups.record(
+                [batch[i] for i in valid],
+                self._clock(),
+                busy=self._group is not None and self._group.waiting > 0,
+            )
+            if direct is not None:
+                for index, result in zip(valid, direct, strict=True):
+                    outcomes[index] = result
+                valid = []
         if len(valid) > 1:
-            valid.sort(key=lambda i: (batch[i].mchid, batch[i].notification_id))
 
             async def work(connection: AsyncConnection, now_ms: int) -> list[RecordResult]:
                 return await self._record_many_in(connection, [batch[i] for i in valid], now_ms)
@@ -287,7 +318,10 @@ class SqlLedger:
         ]
         if connection.dialect.name == "postgresql":
             # Notification rows and raw requests in one statement (one round trip).
-            inserted = await _insert_notifications_with_raw_pg(connection, items, rows)
+            result = await connection.exec_driver_sql(
+                INSERT_NOTIFICATIONS, insert_notifications_arguments(items, now_ms)
+            )
+            inserted = [tuple(row) for row in result]
         else:
             inserted = await dialects.insert_many_or_ignore(
                 connection, notifications, rows, returning=("id", "mchid", "notification_id")
@@ -715,71 +749,6 @@ async def _write_payments_in_bulk(
         if plan.order.id in written:
             settled[index] = plan.applied
     return settled
-
-
-# PostgreSQL: a group's notification rows and, for the rows actually inserted, their
-# raw requests, in one statement. Rows go in item order (ids follow it); a key taken
-# already, or a twin later in the group, is skipped; a twin's raw request is the first
-# copy's (DISTINCT ON ... ORDER BY ord), matching the row that was inserted.
-_INSERT_NOTIFICATIONS_WITH_RAW_PG = text(
-    """WITH u AS (
-    SELECT * FROM unnest(
-        CAST(:mchids AS VARCHAR[]), CAST(:notification_ids AS VARCHAR[]),
-        CAST(:api_versions AS VARCHAR[]), CAST(:event_types AS VARCHAR[]),
-        CAST(:kinds AS VARCHAR[]), CAST(:out_trade_nos AS VARCHAR[]),
-        CAST(:out_refund_nos AS VARCHAR[]), CAST(:outcomes AS VARCHAR[]),
-        CAST(:received AS BIGINT[]), CAST(:headers AS TEXT[]), CAST(:bodies AS BYTEA[]),
-        CAST(:raw_received AS BIGINT[])
-    ) WITH ORDINALITY AS u(mchid, notification_id, api_version, event_type, kind,
-                          out_trade_no, out_refund_no, outcome, received_at_ms, headers,
-                          body, raw_received_at_ms, ord)
-), n AS (
-    INSERT INTO notifications (mchid, notification_id, api_version, event_type, kind,
-                               out_trade_no, out_refund_no, outcome, duplicate_count,
-                               received_at_ms)
-    SELECT mchid, notification_id, api_version, event_type, kind, out_trade_no,
-           out_refund_no, outcome, 0, received_at_ms
-    FROM u ORDER BY ord
-    ON CONFLICT DO NOTHING
-    RETURNING id, mchid, notification_id
-), r AS (
-    INSERT INTO raw_requests (notification_pk, headers, body, received_at_ms)
-    SELECT DISTINCT ON (n.id) n.id, u.headers, u.body, u.raw_received_at_ms
-    FROM n JOIN u ON u.mchid = n.mchid AND u.notification_id = n.notification_id
-    WHERE u.headers IS NOT NULL
-    ORDER BY n.id, u.ord
-)
-SELECT id, mchid, notification_id FROM n"""
-)
-
-
-async def _insert_notifications_with_raw_pg(
-    connection: AsyncConnection,
-    items: Sequence[VerifiedNotification],
-    rows: Sequence[dict[str, Any]],
-) -> list[tuple[Any, ...]]:
-    raws = [item.raw for item in items]
-    result = await connection.execute(
-        _INSERT_NOTIFICATIONS_WITH_RAW_PG,
-        {
-            "mchids": [row["mchid"] for row in rows],
-            "notification_ids": [row["notification_id"] for row in rows],
-            "api_versions": [row["api_version"] for row in rows],
-            "event_types": [row["event_type"] for row in rows],
-            "kinds": [row["kind"] for row in rows],
-            "out_trade_nos": [row["out_trade_no"] for row in rows],
-            "out_refund_nos": [row["out_refund_no"] for row in rows],
-            "outcomes": [row["outcome"] for row in rows],
-            "received": [row["received_at_ms"] for row in rows],
-            "headers": [
-                None if raw is None else json.dumps(dict(raw.headers), ensure_ascii=False)
-                for raw in raws
-            ],
-            "bodies": [None if raw is None else raw.body for raw in raws],
-            "raw_received": [None if raw is None else raw.received_at_ms for raw in raws],
-        },
-    )
-    return [tuple(row) for row in result]
 
 
 async def _bump_duplicates(
