@@ -9,6 +9,7 @@ and is still counted as a duplicate in the ledger.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 
@@ -20,6 +21,8 @@ from sqlalchemy import select
 
 from tests.services import require_service
 from wxpaykit.gateway.app import create_app
+from wxpaykit.gateway.committed import CommittedNotifications
+from wxpaykit.gateway.committed_feed import CommittedFeed
 from wxpaykit.gateway.intake import NotificationIntake
 from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.gateway.nonce import LedgerNonceGuard, NonceClaim, RedisNonceGuard
@@ -178,6 +181,64 @@ async def test_redis_tells_another_process_the_notification_is_committed(
     assert await redis.exists(f"{prefix}done:{{{kit.mchid}}}:N-fast-4") == 1
     keys = [key async for key in redis.scan_iter(match=f"{prefix}*")]
     await redis.delete(*keys)
+
+
+async def test_other_processes_hear_a_commit_and_absorb_its_copies_alone(
+    settings: GatewaySettings,
+    ledger: SqlLedger,
+    kit: MerchantKit,
+    redis: Redis,
+    row_counts: RowCounts,
+) -> None:
+    await seed_orders(ledger, kit, ["feed-1"])
+    with_redis = dataclasses.replace(settings, redis_url=REDIS_URL)
+    first_process, second_process = (create_app(with_redis, ledger) for _ in range(2))
+    notification_id = f"N-feed-{uuid.uuid4().hex}"
+    async with (
+        first_process.router.lifespan_context(first_process),
+        second_process.router.lifespan_context(second_process),
+    ):
+        first: NotificationIntake = first_process.state.intake
+        second: NotificationIntake = second_process.state.intake
+        original = kit.payment("feed-1", notification_id=notification_id)
+        async with app_client(first_process) as http:
+            answer = await http.post(
+                V3.format(mchid=kit.mchid), content=original.body, headers=original.headers
+            )
+            assert answer.status_code == 204
+        for _ in range(200):  # the feed is published after the answer
+            if (kit.mchid, notification_id) in second.committed:
+                break
+            await asyncio.sleep(0.01)
+        assert (kit.mchid, notification_id) in second.committed
+        assert second.committed_feed is not None
+        assert second.committed_feed.heard == 1
+        assert first.committed_feed is not None
+        assert first.committed_feed.heard == 0  # its own message is not news to it
+        before = await row_counts()
+        copy = kit.payment("feed-1", notification_id=notification_id)
+        async with app_client(second_process) as http:
+            answer = await http.post(
+                V3.format(mchid=kit.mchid), content=copy.body, headers=copy.headers
+            )
+            assert answer.status_code == 204
+        nonce = copy.headers["Wechatpay-Nonce"]
+        # Absorbed from the set: no Redis claim, no database row.
+        assert await redis.exists(f"wxpaykit:nonce:{{{kit.mchid}}}:{nonce}") == 0
+        assert await row_counts() == before
+        assert second.duplicates.pending == 1
+
+
+def test_a_feed_message_adds_only_well_formed_keys_of_other_processes() -> None:
+    committed = CommittedNotifications()
+    feed = CommittedFeed(
+        Redis.from_url(REDIS_URL), RedisBatcher(Redis.from_url(REDIS_URL)), committed, channel="c"
+    )
+    feed.receive(b"another-process\n1900000109\tN-1\nno-separator\n\tN-2\n1900000109\t")
+    assert len(committed) == 1
+    assert ("1900000109", "N-1") in committed
+    feed.receive(b"just-a-token")
+    assert len(committed) == 1
 
 
 async def test_the_claim_script_is_reloaded_after_a_redis_script_flush(

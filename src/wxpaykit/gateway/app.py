@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from wxpaykit.core.verification import TrustedKeys
+from wxpaykit.gateway.committed_feed import CommittedFeed
 from wxpaykit.gateway.endpoints import NotificationEndpoints, healthz
 from wxpaykit.gateway.intake import Clock, NotificationIntake, utc_now
 from wxpaykit.gateway.metrics import GatewayMetrics
@@ -104,18 +105,28 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis: Any = None
+        feed: CommittedFeed | None = None
         if nonce_guard is None and settings.redis_url:
             # Fail fast: a dead or hung Redis sends claims to the ledger at once.
             redis = fail_fast_redis(settings.redis_url)
-            intake.nonce_guard = RedisNonceGuard(
+            guard = RedisNonceGuard(
                 redis, ledger_guard, tolerance_seconds=settings.tolerance_seconds
             )
+            intake.nonce_guard = guard
+            # Other processes' commits join this one's set (committed_feed.py).
+            feed = CommittedFeed(
+                redis, guard.batcher, intake.committed, channel=f"{guard.key_prefix}committed"
+            )
+            intake.committed_feed = feed
         for hook in on_startup or ():
             await hook()
         try:
             # Duplicate counts are written while serving and once more before the
             # shutdown hooks (which may close the ledger) run.
-            async with intake.duplicates.running():
+            async with contextlib.AsyncExitStack() as serving:
+                if feed is not None:
+                    await serving.enter_async_context(feed.running())
+                await serving.enter_async_context(intake.duplicates.running())
                 yield
         finally:
             await intake.drain()  # nonce marks, before Redis closes

@@ -37,6 +37,7 @@ from wxpaykit.core.notifications import decrypt_resource, parse_envelope, parse_
 from wxpaykit.core.verification import TrustedKeys, extract_signed_headers, verify_signature
 from wxpaykit.errors import MalformedMessageError, StaleTimestampError
 from wxpaykit.gateway.committed import CommittedNotifications, DuplicateTally
+from wxpaykit.gateway.committed_feed import CommittedFeed
 from wxpaykit.gateway.nonce import NonceClaim, NonceGuard, NonceTicket
 from wxpaykit.gateway.replies import (
     AppidMismatchError,
@@ -106,6 +107,8 @@ class NotificationIntake:
         # Ids this process committed; copies of them skip the database (committed.py).
         self.committed = committed if committed is not None else CommittedNotifications()
         self.duplicates = DuplicateTally(ledger)
+        # With Redis: the other processes' commits join ``committed`` (committed_feed.py).
+        self.committed_feed: CommittedFeed | None = None
         self._settling: set[asyncio.Task[None]] = set()
         # mchid -> keys kept current by a key manager (platform_keys = "auto").
         self.platform_keys = dict(platform_keys or {})
@@ -149,15 +152,18 @@ class NotificationIntake:
             )
         envelope = parse_envelope(body)
         kind = _kind_of(envelope)
+        key = (merchant.mchid, envelope.id)
+        if key in self.committed:
+            # Signed by WeChat Pay for this merchant, fresh, and its id already durable
+            # here: a copy. Its first copy was decrypted and owner-checked before it was
+            # committed, and the signature covers this body's id, so there is nothing
+            # left to learn from decrypting it again. (A replay of it would change
+            # nothing either, so the nonce need not be claimed.)
+            return self._absorbed(key)
         plaintext = decrypt_resource(envelope, merchant.apiv3_key)
         resource = parse_resource(envelope, plaintext)
         raw = RawRequest(headers=dict(headers), body=body, received_at_ms=received_at_ms)
         notification = _verified_notification(merchant, envelope, kind, resource, raw)
-        key = (merchant.mchid, envelope.id)
-        if key in self.committed:
-            # Authentic, fresh, for this merchant, and already durable: a copy. (A replay
-            # of it would change nothing either, so the nonce need not be claimed.)
-            return self._absorbed(key)
         ticket = await self.nonce_guard.claim(
             mchid,
             signed.nonce,
@@ -181,6 +187,8 @@ class NotificationIntake:
             result = await record_or_dead_letter(self.ledger, notification)
             acknowledged = True
             self.committed.add(key)
+            if self.committed_feed is not None:
+                self.committed_feed.publish(key)
         finally:
             # The answer does not wait for the mark: until it lands, a copy goes to the
             # ledger (absorbed as a duplicate) and an identical replay gets 409.

@@ -176,6 +176,16 @@ class RedisNonceGuard:
 
         self._no_script = NoScriptError
 
+    @property
+    def batcher(self) -> RedisBatcher:
+        """The guard's pipelining front (other Redis writes of the request path share it)."""
+        return self._batch
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every key (and channel) this guard uses."""
+        return self._prefix
+
     async def claim(
         self, mchid: str, nonce: str, body: bytes, *, now_ms: int, notification_id: str = ""
     ) -> NonceTicket:
