@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, select, text, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -55,7 +55,11 @@ from wxpaykit.storage.payments import (
     write_planned,
 )
 from wxpaykit.storage.pg_groups import DriverGroups
-from wxpaykit.storage.pg_sql import INSERT_NOTIFICATIONS, insert_notifications_arguments
+from wxpaykit.storage.pg_sql import (
+    BUMP_DUPLICATES,
+    INSERT_NOTIFICATIONS,
+    insert_notifications_arguments,
+)
 from wxpaykit.storage.refunds import apply_refund
 from wxpaykit.storage.retention import purge_raw_requests
 from wxpaykit.storage.schema import (
@@ -73,12 +77,6 @@ _T = TypeVar("_T")
 # Built once (building per call costs more CPU than executing); values bound at execution.
 _INSERT_RAW_REQUEST = raw_requests.insert()
 _SET_OUTCOME = update(notifications).where(notifications.c.id == bindparam("w_id"))
-_BUMP_DUPLICATES_PG = text(
-    """UPDATE notifications AS n SET duplicate_count = n.duplicate_count + u.copies
-FROM unnest(CAST(:mchids AS VARCHAR[]), CAST(:ids AS VARCHAR[]), CAST(:copies AS INTEGER[]))
-     AS u(mchid, notification_id, copies)
-WHERE n.mchid = u.mchid AND n.notification_id = u.notification_id"""
-)
 _BUMP_DUPLICATES = (
     update(notifications)
     .where(
@@ -760,13 +758,13 @@ async def _bump_duplicates(
         return
     ordered = sorted(counts.items())
     if connection.dialect.name == "postgresql":
-        await connection.execute(
-            _BUMP_DUPLICATES_PG,
-            {
-                "mchids": [mchid for (mchid, _nid), _copies in ordered],
-                "ids": [nid for (_mchid, nid), _copies in ordered],
-                "copies": [copies for _key, copies in ordered],
-            },
+        await connection.exec_driver_sql(
+            BUMP_DUPLICATES,
+            (
+                [mchid for (mchid, _nid), _copies in ordered],
+                [nid for (_mchid, nid), _copies in ordered],
+                [copies for _key, copies in ordered],
+            ),
         )
     else:
         await connection.execute(

@@ -13,7 +13,17 @@ from typing import Any
 
 from wxpaykit.storage.base import RecordOutcome, VerifiedNotification
 
-__all__ = ["INSERT_NOTIFICATIONS", "READ_ORDERS", "insert_notifications_arguments"]
+__all__ = [
+    "BUMP_DUPLICATES",
+    "INSERT_NOTIFICATIONS",
+    "READ_ORDERS",
+    "insert_notifications_arguments",
+]
+
+# Add copies to the rows' duplicate counts: (mchids, notification ids, copies).
+BUMP_DUPLICATES = """UPDATE notifications AS n SET duplicate_count = n.duplicate_count + u.copies
+FROM unnest($1::varchar[], $2::varchar[], $3::integer[]) AS u(mchid, notification_id, copies)
+WHERE n.mchid = u.mchid AND n.notification_id = u.notification_id"""
 
 # A group's notification rows and, for the rows actually inserted, their raw requests.
 # Rows go in item order (ids follow it); a key taken already, or a twin later in the
