@@ -173,7 +173,7 @@ class NotificationEndpoints:
         started = time.perf_counter()
         mchid = mchid[:32]
         trace_id = new_trace_id()
-        self.metrics.received.labels(api).inc()
+        self.metrics.count("received", api)
         try:
             body = await read_body()
             if api == "v3":
@@ -200,24 +200,24 @@ class NotificationEndpoints:
                 if api == "v3"
                 else Answer(200, _XML, reply_xml(True), trace_id)
             )
-        self.metrics.latency.labels(api).observe(time.perf_counter() - started)
+        self.metrics.observe_latency(api, time.perf_counter() - started)
         return answer
 
     def _count_acknowledged(self, api: str, result: RecordResult | None) -> None:
         outcome = result.outcome.value if result else RecordOutcome.DUPLICATE.value
-        self.metrics.acknowledged.labels(api, outcome).inc()
+        self.metrics.count("acknowledged", api, outcome)
         if result is None or result.outcome is RecordOutcome.DUPLICATE:
-            self.metrics.duplicates.labels(api).inc()
+            self.metrics.count("duplicates", api)
 
     def _refuse(self, exc: Exception, api: str, mchid: str, trace_id: str) -> Answer:
         reply = reply_for(exc)
         log = _log.bind(trace_id=trace_id, api=api, mchid=mchid)
         if reply.status >= 500:
-            self.metrics.failed.labels(api).inc()
+            self.metrics.count("failed", api)
             # Only the type: a driver's text may quote SQL parameters (personal data).
             log.error("notification_failed", status=reply.status, error=type(exc).__name__)
         else:
-            self.metrics.rejected.labels(api, reply.code).inc()
+            self.metrics.count("rejected", api, reply.code)
             log.info(
                 "notification_rejected",
                 status=reply.status,

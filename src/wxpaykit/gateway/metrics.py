@@ -13,11 +13,15 @@ never share counts. Names follow Prometheus conventions::
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
+#: The counters :meth:`GatewayMetrics.count` adds to.
+CounterName = Literal["received", "acknowledged", "duplicates", "rejected", "failed"]
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -63,6 +67,25 @@ class GatewayMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
+
+        # Children per label values, looked up once: ``labels()`` validates its
+        # arguments and takes a lock on every call, on the path every request takes.
+        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+
+    def count(self, name: CounterName, *labels: str) -> None:
+        """Add one to the counter ``name`` (received, acknowledged, ...) for ``labels``."""
+        self._child(name, labels).inc()
+
+    def observe_latency(self, api: str, seconds: float) -> None:
+        """Record one request-to-answer time."""
+        self._child("latency", (api,)).observe(seconds)
+
+    def _child(self, name: str, labels: tuple[str, ...]) -> Any:
+        key = (name, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = getattr(self, name).labels(*labels)
+        return child
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
