@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -244,7 +245,12 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     with log.open("wb") as handle:
         process = subprocess.Popen(  # noqa: S603 - our own server commands
-            argv, env=server_environment(env), stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT
+            argv,
+            env=server_environment(env),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            start_new_session=True,  # its own process group: stop() ends every worker
         )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -397,12 +403,17 @@ def load_average() -> str:
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    # SIGINT: uvicorn shuts down gracefully, and py-spy (when profiling) writes its file.
-    process.send_signal(signal.SIGINT)
+    # SIGINT to the whole group: uvicorn and its workers shut down gracefully, and py-spy
+    # (when profiling) writes its file; py-spy's uvicorn would otherwise outlive it.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
     try:
         process.wait(timeout=15)
     except subprocess.TimeoutExpired:
         process.kill()
+    time.sleep(0.5)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)  # anything still there
 
 
 def uvicorn_argv(app: list[str], port: int, workers: int) -> list[str]:
