@@ -32,6 +32,7 @@ their next poll.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import uuid
 from collections.abc import Sequence
@@ -192,6 +193,7 @@ def new_event_id() -> str:
     return "evt_" + uuid.uuid4().hex
 
 
+@functools.lru_cache(maxsize=16)  # a group's events share one commit time
 def format_timestamp_ms(epoch_ms: int) -> str:
     """RFC 3339 UTC with milliseconds, e.g. ``2025-01-31T08:00:00.123Z``."""
     moment = dt.datetime.fromtimestamp(epoch_ms / 1000, tz=dt.UTC)
