@@ -105,6 +105,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         redis: Any = None
+        guard: RedisNonceGuard | None = None
         feed: CommittedFeed | None = None
         if nonce_guard is None and settings.redis_url:
             # Fail fast: a dead or hung Redis sends claims to the ledger at once.
@@ -132,6 +133,8 @@ def create_app(
             await intake.drain()  # nonce marks, before Redis closes
             for hook in on_shutdown or ():
                 await hook()
+            if guard is not None:
+                await guard.batcher.aclose()
             if redis is not None:
                 await redis.aclose()
 

@@ -178,8 +178,10 @@ class DriverGroups:
             driver = (await connection.get_raw_connection()).driver_connection
             if driver is None:  # pragma: no cover - an open pooled connection has one
                 raise NeedsGeneralPath
-            results = await self._record_in(driver, items, now_ms)
-            healthy = True
+            results, earlier = await self._record_in(driver, items, now_ms)
+            # Committed: from here on nothing may send the group to the general path,
+            # which would answer its notifications as duplicates of themselves.
+            healthy = await _count_copies(driver, earlier)
         except NeedsGeneralPath:
             healthy = True  # nothing was written
             self.declined += 1
@@ -212,7 +214,9 @@ class DriverGroups:
 
     async def _record_in(
         self, driver: Any, items: Sequence[VerifiedNotification], now_ms: int
-    ) -> list[RecordResult]:
+    ) -> tuple[list[RecordResult], dict[tuple[str, str], int]]:
+        """Read, classify, write; the results, and the copies of notifications that
+        were recorded before (their duplicate counts are still to be added)."""
         # Each notification once, in the group's order; its copies in the group counted.
         first: dict[tuple[str, str], VerifiedNotification] = {}
         copies: dict[tuple[str, str], int] = {}
@@ -244,10 +248,7 @@ class DriverGroups:
             _RECORD, *self._record_arguments(unique, copies, decided, planned, now_ms)
         )
         recorded = {(mchid, notification_id) for mchid, notification_id in row["recorded"]}
-        if self._count_duplicates:
-            await _bump_duplicates(
-                driver, {key: n for key, n in sorted(copies.items()) if key not in recorded}
-            )
+        recorded_keys = frozenset(recorded)
         appended = set(row["event_ids"])
         results: list[RecordResult] = []
         for item in items:
@@ -264,7 +265,8 @@ class DriverGroups:
                     event_ids=tuple(e.event_id for e in applied.events if e.event_id in appended),
                 )
             )
-        return results
+        earlier = {key: n for key, n in sorted(copies.items()) if key not in recorded_keys}
+        return results, earlier if self._count_duplicates else {}
 
     def _record_arguments(
         self,
@@ -339,14 +341,22 @@ async def _read_orders(
     return found
 
 
-async def _bump_duplicates(driver: Any, counts: dict[tuple[str, str], int]) -> None:
-    if counts:
+async def _count_copies(driver: Any, counts: dict[tuple[str, str], int]) -> bool:
+    """Add copies of earlier notifications to their counts (after the group's commit);
+    False when the connection failed. A failure costs the counts, never an answer."""
+    if not counts:
+        return True
+    try:
         await driver.execute(
             BUMP_DUPLICATES,
             [mchid for mchid, _ in counts],
             [notification_id for _, notification_id in counts],
             list(counts.values()),
         )
+    except Exception as exc:  # a metric; the notifications are durable
+        _log.warning("duplicate_counts_not_written", error=type(exc).__name__)
+        return isinstance(exc, _server_errors())
+    return True
 
 
 async def _discard(connection: AsyncConnection) -> None:
