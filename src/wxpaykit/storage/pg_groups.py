@@ -37,9 +37,10 @@ connection that failed is invalidated, never reused.
 
 from __future__ import annotations
 
+import collections
+import functools
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -128,18 +129,11 @@ class NeedsGeneralPath(Exception):
     """The group needs the general path; nothing of this attempt is committed."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Order:
-    """A row of ``orders`` read through asyncpg, with the attribute access of a
-    SQLAlchemy row (what :func:`classify_payment` reads)."""
-
-    record: Any
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.record[name]
-        except KeyError:
-            raise AttributeError(name) from None
+@functools.cache
+def _row_type(columns: tuple[str, ...]) -> Any:
+    """A named tuple for rows with these columns: the attribute access of a SQLAlchemy
+    row (what :func:`classify_payment` reads), at C speed."""
+    return collections.namedtuple("OrderRow", columns)
 
 
 class DriverGroups:
@@ -328,16 +322,16 @@ def _fits(items: Sequence[VerifiedNotification]) -> bool:
 
 async def _read_orders(
     driver: Any, items: Sequence[VerifiedNotification]
-) -> dict[tuple[str, str], _Order]:
+) -> dict[tuple[str, str], Any]:
     """The orders ``items`` name, one statement per merchant; absent ones are left out."""
     by_merchant: dict[str, set[str]] = {}
     for item in items:
         if item.payment is not None:
             by_merchant.setdefault(item.mchid, set()).add(item.payment.out_trade_no)
-    found: dict[tuple[str, str], _Order] = {}
+    found: dict[tuple[str, str], Any] = {}
     for mchid, numbers in sorted(by_merchant.items()):
         for row in await driver.fetch(READ_ORDERS, mchid, sorted(numbers)):
-            found[(mchid, row["out_trade_no"])] = _Order(row)
+            found[(mchid, row["out_trade_no"])] = _row_type(tuple(row.keys()))._make(row)
     return found
 
 
