@@ -60,6 +60,18 @@ async def duplicate_count(ledger: SqlLedger, notification_id: str) -> int:
         )
 
 
+def redis_guard(
+    redis: Redis, ledger: SqlLedger, settings: GatewaySettings, prefix: str
+) -> RedisNonceGuard:
+    """A Redis nonce guard under its own key prefix, falling back to ``ledger``."""
+    return RedisNonceGuard(
+        redis,
+        LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds),
+        tolerance_seconds=settings.tolerance_seconds,
+        key_prefix=prefix,
+    )
+
+
 def app_client(app: object) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")  # type: ignore[arg-type]
 
@@ -148,12 +160,7 @@ async def test_redis_tells_another_process_the_notification_is_committed(
     prefix = f"wxptest:{uuid.uuid4().hex}:"
 
     def gateway() -> object:
-        guard = RedisNonceGuard(
-            redis,
-            LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds),
-            tolerance_seconds=settings.tolerance_seconds,
-            key_prefix=prefix,
-        )
+        guard = redis_guard(redis, ledger, settings, prefix)
         return create_app(settings, ledger, nonce_guard=guard)
 
     first_process, second_process = gateway(), gateway()
@@ -245,12 +252,7 @@ async def test_the_claim_script_is_reloaded_after_a_redis_script_flush(
     settings: GatewaySettings, ledger: SqlLedger, redis: Redis
 ) -> None:
     prefix = f"wxptest:{uuid.uuid4().hex}:"
-    guard = RedisNonceGuard(
-        redis,
-        LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds),
-        tolerance_seconds=settings.tolerance_seconds,
-        key_prefix=prefix,
-    )
+    guard = redis_guard(redis, ledger, settings, prefix)
     await redis.script_flush()
     ticket = await guard.claim("1900000109", "nonce-1", b"{}", now_ms=0, notification_id="n-1")
     assert ticket.claim is NonceClaim.CLAIMED
@@ -271,12 +273,7 @@ async def test_redis_claims_follow_the_commit_not_the_first_sighting(
     settings: GatewaySettings, ledger: SqlLedger, redis: Redis
 ) -> None:
     prefix = f"wxptest:{uuid.uuid4().hex}:"
-    guard = RedisNonceGuard(
-        redis,
-        LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds),
-        tolerance_seconds=settings.tolerance_seconds,
-        key_prefix=prefix,
-    )
+    guard = redis_guard(redis, ledger, settings, prefix)
     mchid = "1900000109"
     first = await guard.claim(mchid, "n-a", b"{1}", now_ms=0, notification_id="id-a")
     assert first.claim is NonceClaim.CLAIMED

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -202,133 +202,118 @@ async def test_groups_the_driver_declines_get_the_general_paths_outcomes(
     assert rows["refunds"] == {"B-R1": ("SUCCESS", True), "H-R1": ("SUCCESS", True)}
 
 
-async def test_an_order_changed_after_the_read_sends_the_group_to_the_general_path(
-    target: Target, clock: FakeClock
-) -> None:
+@pytest.fixture
+async def own_ledger(target: Target, clock: FakeClock) -> AsyncIterator[SqlLedger]:
+    """A ledger of its own (a pool no other test has used), closed after the test."""
     ledger = SqlLedger.from_url(target.url, schema=target.schema, clock=clock)
-    mchid = new_mchid()
     try:
-        await ledger.create_order(order(mchid, "X"))
-        await ledger.create_order(order(mchid, "Y"))
-        async with ledger.engine.connect() as other:
-            blocker = await other.scalar(text("SELECT pg_backend_pid()"))
-            # Another writer holds the order changed but uncommitted: the group reads the
-            # old version, and its compare-and-set waits for the lock, then misses.
-            await other.execute(
-                update(orders)
-                .where(orders.c.mchid == mchid, orders.c.out_trade_no == "X")
-                .values(version=orders.c.version + 1)
-            )
-            task = asyncio.create_task(
-                ledger.record_notifications_batch([payment(mchid, "X"), payment(mchid, "Y")])
-            )
-            async with ledger.engine.connect() as watcher:
-                for _ in range(500):
-                    waiting = await watcher.scalar(
-                        text(
-                            "SELECT count(*) FROM pg_stat_activity"
-                            " WHERE CAST(:blocker AS INTEGER) = ANY(pg_blocking_pids(pid))"
-                        ),
-                        {"blocker": blocker},
-                    )
-                    if waiting:
-                        break
-                    await asyncio.sleep(0.01)
-                assert waiting, "the driver path's compare-and-set never waited"
-            await other.commit()
-            results = await task
+        yield ledger
     finally:
         await ledger.aclose()
+
+
+async def test_an_order_changed_after_the_read_sends_the_group_to_the_general_path(
+    own_ledger: SqlLedger, mchid: str
+) -> None:
+    ledger = own_ledger
+    await ledger.create_order(order(mchid, "X"))
+    await ledger.create_order(order(mchid, "Y"))
+    async with ledger.engine.connect() as other:
+        blocker = await other.scalar(text("SELECT pg_backend_pid()"))
+        # Another writer holds the order changed but uncommitted: the group reads the
+        # old version, and its compare-and-set waits for the lock, then misses.
+        await other.execute(
+            update(orders)
+            .where(orders.c.mchid == mchid, orders.c.out_trade_no == "X")
+            .values(version=orders.c.version + 1)
+        )
+        task = asyncio.create_task(
+            ledger.record_notifications_batch([payment(mchid, "X"), payment(mchid, "Y")])
+        )
+        async with ledger.engine.connect() as watcher:
+            for _ in range(500):
+                waiting = await watcher.scalar(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity"
+                        " WHERE CAST(:blocker AS INTEGER) = ANY(pg_blocking_pids(pid))"
+                    ),
+                    {"blocker": blocker},
+                )
+                if waiting:
+                    break
+                await asyncio.sleep(0.01)
+            assert waiting, "the driver path's compare-and-set never waited"
+        await other.commit()
+        results = await task
 
     assert [r.outcome.value for r in results if isinstance(r, RecordResult)] == [
         "applied",
         "applied",
     ]
     assert ledger.direct_groups == (0, 1)
-    rows = await snapshot_after(target, clock, mchid)
+    rows = await snapshot(ledger, mchid)
     assert rows["orders"] == {"X": ("SUCCESS", 2), "Y": ("SUCCESS", 1)}
     assert rows["events"] == {"payment.succeeded": 2}
 
 
-async def snapshot_after(target: Target, clock: FakeClock, mchid: str) -> dict[str, Any]:
-    ledger = SqlLedger.from_url(target.url, schema=target.schema, clock=clock)
-    try:
-        return await snapshot(ledger, mchid)
-    finally:
-        await ledger.aclose()
-
-
 async def test_dispatch_workers_are_woken_only_when_events_were_inserted(
-    target: Target, clock: FakeClock
+    own_ledger: SqlLedger, mchid: str, target: Target
 ) -> None:
-    ledger = SqlLedger.from_url(target.url, schema=target.schema, clock=clock)
-    mchid = new_mchid()
     heard: list[str] = []
     listener = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
     await listener.add_listener(EVENTS_CHANNEL, lambda *args: heard.append(args[3]))
     try:
-        await ledger.create_order(order(mchid, "W"))
+        await own_ledger.create_order(order(mchid, "W"))
         first = payment(mchid, "W")
-        await ledger.record_notifications_batch([first])
+        await own_ledger.record_notifications_batch([first])
         await _wait_for(lambda: len(heard) == 1)
         # Only copies: nothing inserted, no wake-up.
-        await ledger.record_notifications_batch([first, first])
+        await own_ledger.record_notifications_batch([first, first])
         await asyncio.sleep(0.3)
-        assert heard == [target.schema]
-        assert ledger.direct_groups == (2, 0)
     finally:
         await listener.close()
-        await ledger.aclose()
+    assert heard == [target.schema]
+    assert own_ledger.direct_groups == (2, 0)
 
 
 async def test_a_lost_connection_is_dropped_and_the_group_still_recorded(
-    target: Target, clock: FakeClock
+    own_ledger: SqlLedger, mchid: str
 ) -> None:
-    ledger = SqlLedger.from_url(target.url, schema=target.schema, clock=clock)
-    mchid = new_mchid()
+    ledger = own_ledger
+    for name in ("K1", "K2", "K3"):
+        await ledger.create_order(order(mchid, name))
+    await ledger.record_notifications_batch([payment(mchid, "K1")])
+    async with ledger.engine.connect() as pooled:  # the one connection of the pool
+        pid = await pooled.scalar(text("SELECT pg_backend_pid()"))
+    admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
     try:
-        for name in ("K1", "K2", "K3"):
-            await ledger.create_order(order(mchid, name))
-        await ledger.record_notifications_batch([payment(mchid, "K1")])
-        async with ledger.engine.connect() as pooled:  # the one connection of the pool
-            pid = await pooled.scalar(text("SELECT pg_backend_pid()"))
-        admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
-        try:
-            assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
-        finally:
-            await admin.close()
-
-        second = await ledger.record_notifications_batch([payment(mchid, "K2")])
-        third = await ledger.record_notifications_batch([payment(mchid, "K3")])
+        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
     finally:
-        await ledger.aclose()
+        await admin.close()
+
+    second = await ledger.record_notifications_batch([payment(mchid, "K2")])
+    third = await ledger.record_notifications_batch([payment(mchid, "K3")])
 
     assert [r.outcome.value for r in second + third if isinstance(r, RecordResult)] == [
         "applied",
         "applied",
     ]
     assert ledger.direct_groups == (2, 1)  # K1 and K3 direct; K2 recorded by the general path
-    rows = await snapshot_after(target, clock, mchid)
-    assert rows["events"] == {"payment.succeeded": 3}
+    assert (await snapshot(ledger, mchid))["events"] == {"payment.succeeded": 3}
 
 
-async def test_an_idle_ledger_holds_no_connection(target: Target, clock: FakeClock) -> None:
-    ledger = SqlLedger.from_url(target.url, schema=target.schema, clock=clock)
-    mchid = new_mchid()
-    try:
-        names = [f"I{i}" for i in range(12)]
-        for name in names:
-            await ledger.create_order(order(mchid, name))
-        results = await asyncio.gather(
-            *(ledger.record_notification(payment(mchid, name)) for name in names)
-        )
-        assert [r.outcome.value for r in results] == ["applied"] * 12
-        groups, declined = ledger.direct_groups
-        assert groups >= 2  # queued callers made later groups
-        assert declined == 0
-        assert ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
-    finally:
-        await ledger.aclose()
+async def test_an_idle_ledger_holds_no_connection(own_ledger: SqlLedger, mchid: str) -> None:
+    names = [f"I{i}" for i in range(12)]
+    for name in names:
+        await own_ledger.create_order(order(mchid, name))
+    results = await asyncio.gather(
+        *(own_ledger.record_notification(payment(mchid, name)) for name in names)
+    )
+    assert [r.outcome.value for r in results] == ["applied"] * 12
+    groups, declined = own_ledger.direct_groups
+    assert groups >= 2  # queued callers made later groups
+    assert declined == 0
+    assert own_ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 async def _wait_for(condition: Callable[[], bool]) -> None:
