@@ -22,7 +22,7 @@ from sqlalchemy import select
 from tests.services import require_service
 from wxpaykit.gateway.app import create_app
 from wxpaykit.gateway.committed import CommittedNotifications
-from wxpaykit.gateway.committed_feed import CommittedFeed
+from wxpaykit.gateway.committed_feed import CommittedFeed, feed_channel
 from wxpaykit.gateway.intake import NotificationIntake
 from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.gateway.nonce import LedgerNonceGuard, NonceClaim, RedisNonceGuard
@@ -246,6 +246,14 @@ def test_a_feed_message_adds_only_well_formed_keys_of_other_processes() -> None:
     assert ("1900000109", "N-1") in committed
     feed.receive(b"just-a-token")
     assert len(committed) == 1
+
+
+def test_each_database_has_its_own_feed_channel() -> None:
+    prod = feed_channel("wxpaykit:", "postgresql://gw:s3cret@db/prod")
+    assert prod == feed_channel("wxpaykit:", "postgresql://gw:s3cret@db/prod")
+    assert prod != feed_channel("wxpaykit:", "postgresql://gw:s3cret@db/staging")
+    assert prod.startswith("wxpaykit:committed:")
+    assert "s3cret" not in prod
 
 
 async def test_the_claim_script_is_reloaded_after_a_redis_script_flush(

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from wxpaykit.core.verification import TrustedKeys
-from wxpaykit.gateway.committed_feed import CommittedFeed
+from wxpaykit.gateway.committed_feed import CommittedFeed, feed_channel
 from wxpaykit.gateway.endpoints import NotificationEndpoints, healthz
 from wxpaykit.gateway.intake import Clock, NotificationIntake, utc_now
 from wxpaykit.gateway.metrics import GatewayMetrics
@@ -116,7 +116,10 @@ def create_app(
             intake.nonce_guard = guard
             # Other processes' commits join this one's set (committed_feed.py).
             feed = CommittedFeed(
-                redis, guard.batcher, intake.committed, channel=f"{guard.key_prefix}committed"
+                redis,
+                guard.batcher,
+                intake.committed,
+                channel=feed_channel(guard.key_prefix, settings.database_url),
             )
             intake.committed_feed = feed
         for hook in on_startup or ():

@@ -11,14 +11,15 @@ Like the committed markers the claim script reads, a key is published only after
 its commit returned, so the set never holds a notification the database does not.
 The feed is an accelerator: a message lost, late, or never sent (Redis down) only
 sends the copy to the Redis claim or the ledger, which absorb it as before. Keys
-carry the merchant, and the channel the guard's key prefix: deployments sharing a
-Redis must use different prefixes, as for the nonce keys.
+carry the merchant, and the channel names the ledger's database (:func:`feed_channel`),
+so deployments sharing a Redis never hear each other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -32,12 +33,24 @@ if TYPE_CHECKING:
 
     from wxpaykit.gateway.redis_batch import RedisBatcher
 
-__all__ = ["CommittedFeed"]
+__all__ = ["CommittedFeed", "feed_channel"]
 
 _log = structlog.get_logger("wxpaykit.gateway.committed_feed")
 _FIELD, _RECORD = "\t", "\n"
 #: Seconds between attempts to subscribe again after Redis failed.
 _RESUBSCRIBE_SECONDS = (0.5, 1.0, 2.0, 5.0)
+
+
+def feed_channel(key_prefix: str, database_url: str) -> str:
+    """The channel of the processes that record into ``database_url``.
+
+    Pub/sub channels are shared by every database number of a Redis server, so the
+    channel names the ledger: a gateway never takes another deployment's commits for
+    its own. (The digest hides the URL's password; processes that reach one database
+    by different URLs just do not share their commits, which costs only speed.)
+    """
+    tag = hashlib.sha256(database_url.encode()).hexdigest()[:16]
+    return f"{key_prefix}committed:{tag}"
 
 
 class CommittedFeed:
