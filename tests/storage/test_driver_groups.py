@@ -21,7 +21,7 @@ from sqlalchemy import func, select, text, update
 
 from tests.storage.builders import order, payment, refund
 from tests.storage.conftest import FakeClock, Target
-from wxpaykit.storage.base import RecordResult
+from wxpaykit.storage.base import RecordOutcome, RecordResult
 from wxpaykit.storage.events import EVENTS_CHANNEL, event_fanout, events
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.storage.schema import notifications, orders, raw_requests, refunds
@@ -154,6 +154,31 @@ async def test_a_payment_group_goes_direct_and_decides_as_the_general_path(
     assert sorted(o for o, _ in rows["notifications"].values()) == sorted(
         ["applied", "applied", "applied", "anomaly", "unmatched"]
     )
+
+
+async def test_a_group_of_two_merchants_reads_each_merchants_orders(
+    target: Target, clock: FakeClock
+) -> None:
+    async def scenario(ledger: SqlLedger, mchid: str) -> list[Any]:
+        other = mchid + "7"
+        # The same order number at both merchants: each payment must find its own.
+        await ledger.create_order(order(mchid, "SAME", total=100))
+        await ledger.create_order(order(other, "SAME", total=300))
+        return outcomes(
+            await ledger.record_notifications_batch(
+                [
+                    payment(mchid, "SAME", notification_id=f"{mchid}-M1", total=100),
+                    payment(other, "SAME", notification_id=f"{mchid}-M2", total=300),
+                ]
+            )
+        )
+
+    direct, (got, rows), (expected, expected_rows) = await both_paths(target, clock, scenario)
+
+    assert got == expected
+    assert rows == expected_rows
+    assert [outcome for outcome, _events, _transitions in got] == [RecordOutcome.APPLIED] * 2
+    assert direct.direct_groups == (1, 0)
 
 
 async def test_groups_the_driver_declines_get_the_general_paths_outcomes(
