@@ -51,7 +51,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from wxpaykit.storage import migrate
-from wxpaykit.storage.base import OrderRecord
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
 from wxpaykit.testing.keys import generate_certificate
@@ -166,20 +165,7 @@ async def seed_ours(url: str, kit: MerchantKit, orders: Sequence[str]) -> None:
     async with SqlLedger.from_url(url) as ledger:
         for start in range(0, len(orders), 100):
             await asyncio.gather(
-                *(
-                    ledger.create_order(
-                        OrderRecord(
-                            mchid=kit.mchid,
-                            out_trade_no=name,
-                            appid=kit.appid,
-                            description="bench",
-                            total=100,
-                            currency="CNY",
-                            state="NOTPAY",
-                        )
-                    )
-                    for name in orders[start : start + 100]
-                )
+                *(ledger.create_order(kit.order(name)) for name in orders[start : start + 100])
             )
 
 

@@ -12,7 +12,6 @@ from sqlalchemy import func, inspect, select
 from wxpaykit.gateway.app import create_app
 from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.gateway.settings import GatewaySettings
-from wxpaykit.storage.base import OrderRecord
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.storage.schema import metadata
 from wxpaykit.testing.gateway_kit import MerchantKit
@@ -54,17 +53,7 @@ async def count_rows(ledger: SqlLedger) -> dict[str, int]:
 async def seed_orders(ledger: SqlLedger, kit: MerchantKit, names: list[str]) -> None:
     """Register unpaid orders of 100 fen."""
     for name in names:
-        await ledger.create_order(
-            OrderRecord(
-                mchid=kit.mchid,
-                out_trade_no=name,
-                appid=kit.appid,
-                description="test order",
-                total=100,
-                currency="CNY",
-                state="NOTPAY",
-            )
-        )
+        await ledger.create_order(kit.order(name))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from wxpaykit.cli.main import app
-from wxpaykit.storage.base import OrderRecord, PaymentFacts, VerifiedNotification
+from wxpaykit.storage.base import PaymentFacts, VerifiedNotification
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
 
@@ -19,17 +19,7 @@ from .databases import migrate_all
 async def _prepare(url: str, kit: MerchantKit) -> None:
     await migrate_all(url)
     async with SqlLedger.from_url(url) as ledger:
-        await ledger.create_order(
-            OrderRecord(
-                mchid=kit.mchid,
-                out_trade_no="dead-1",
-                appid=kit.appid,
-                description="d",
-                total=100,
-                currency="CNY",
-                state="NOTPAY",
-            )
-        )
+        await ledger.create_order(kit.order("dead-1"))
         notification = VerifiedNotification(
             mchid=kit.mchid,
             notification_id="EV-dead-1",

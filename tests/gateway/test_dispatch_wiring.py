@@ -34,7 +34,6 @@ from wxpaykit.dispatch.webhooks import generate_webhook_secret
 from wxpaykit.errors import ConfigurationError
 from wxpaykit.gateway.settings import settings_from_document
 from wxpaykit.gateway.starter import STARTER_CONFIG
-from wxpaykit.storage.base import OrderRecord
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
 
@@ -101,17 +100,7 @@ secret_files = ["webhook_secret"]
 async def _prepare(url: str, kit: MerchantKit) -> None:
     await migrate_all(url)
     async with SqlLedger.from_url(url) as ledger:
-        await ledger.create_order(
-            OrderRecord(
-                mchid=kit.mchid,
-                out_trade_no="wired-1",
-                appid=kit.appid,
-                description="wiring test",
-                total=100,
-                currency="CNY",
-                state="NOTPAY",
-            )
-        )
+        await ledger.create_order(kit.order("wired-1"))
 
 
 class Served:

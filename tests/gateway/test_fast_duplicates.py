@@ -31,6 +31,7 @@ from wxpaykit.gateway.settings import GatewaySettings
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.storage.schema import notifications
 from wxpaykit.testing.gateway_kit import MerchantKit
+from wxpaykit.testing.notifications import SealedNotification
 
 from .conftest import RowCounts, seed_orders
 from .databases import REDIS_URL
@@ -72,6 +73,21 @@ def redis_guard(
     )
 
 
+async def notify(
+    http: httpx.AsyncClient,
+    kit: MerchantKit,
+    sealed: SealedNotification,
+    *,
+    body: bytes | None = None,
+) -> httpx.Response:
+    """POST ``sealed`` (or ``body`` under its headers) to the merchant's APIv3 notify URL."""
+    return await http.post(
+        V3.format(mchid=kit.mchid),
+        content=sealed.body if body is None else body,
+        headers=sealed.headers,
+    )
+
+
 def app_client(app: object) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway")  # type: ignore[arg-type]
 
@@ -85,17 +101,13 @@ async def test_a_copy_of_a_committed_notification_skips_the_ledger_and_is_counte
 ) -> None:
     await seed_orders(ledger, kit, ["fast-1"])
     first = kit.payment("fast-1", notification_id="N-fast-1")
-    assert (
-        await client.post(V3.format(mchid=kit.mchid), content=first.body, headers=first.headers)
-    ).status_code == 204
+    assert (await notify(client, kit, first)).status_code == 204
     before = await row_counts()
 
     # WeChat re-signs each re-send: a fresh nonce, the same notification id.
     copies = [kit.payment("fast-1", notification_id="N-fast-1") for _ in range(3)]
     for copy in copies:
-        answer = await client.post(
-            V3.format(mchid=kit.mchid), content=copy.body, headers=copy.headers
-        )
+        answer = await notify(client, kit, copy)
         assert answer.status_code == 204
 
     assert await row_counts() == before  # no nonce row, no notification row, no event
@@ -114,12 +126,10 @@ async def test_a_forged_copy_of_a_committed_notification_is_still_refused(
 ) -> None:
     await seed_orders(ledger, kit, ["fast-2"])
     first = kit.payment("fast-2", notification_id="N-fast-2")
-    assert (
-        await client.post(V3.format(mchid=kit.mchid), content=first.body, headers=first.headers)
-    ).status_code == 204
+    assert (await notify(client, kit, first)).status_code == 204
     copy = kit.payment("fast-2", notification_id="N-fast-2")
     tampered = copy.body.replace(b'"N-fast-2"', b'"N-fast-2" ')
-    answer = await client.post(V3.format(mchid=kit.mchid), content=tampered, headers=copy.headers)
+    answer = await notify(client, kit, copy, body=tampered)
     assert answer.status_code == 401
     assert answer.json()["code"] == "SIGNATURE_MISMATCH"
 
@@ -133,12 +143,7 @@ async def test_a_copy_is_not_taken_for_committed_while_its_original_is_in_flight
     app = create_app(settings, ledger)
     copies = [kit.payment("fast-3", notification_id="N-fast-3") for _ in range(10)]
     async with app_client(app) as http:
-        answers = await asyncio.gather(
-            *(
-                http.post(V3.format(mchid=kit.mchid), content=c.body, headers=c.headers)
-                for c in copies
-            )
-        )
+        answers = await asyncio.gather(*(notify(http, kit, c) for c in copies))
     assert [a.status_code for a in answers] == [204] * 10
     order = await ledger.get_order(kit.mchid, "fast-3")
     assert order is not None
@@ -166,21 +171,17 @@ async def test_redis_tells_another_process_the_notification_is_committed(
     first_process, second_process = gateway(), gateway()
     original = kit.payment("fast-4", notification_id="N-fast-4")
     async with app_client(first_process) as http:
-        answer = await http.post(
-            V3.format(mchid=kit.mchid), content=original.body, headers=original.headers
-        )
+        answer = await notify(http, kit, original)
         assert answer.status_code == 204
     # The nonce mark and the committed marker are written just after the answer.
     await first_process.state.intake.drain()  # type: ignore[attr-defined]
     before = await row_counts()
     copy = kit.payment("fast-4", notification_id="N-fast-4")
     async with app_client(second_process) as http:
-        answer = await http.post(
-            V3.format(mchid=kit.mchid), content=copy.body, headers=copy.headers
-        )
+        answer = await notify(http, kit, copy)
         assert answer.status_code == 204
         # The very same request again is a replay of an acknowledged message: 204 too.
-        again = await http.post(V3.format(mchid=kit.mchid), content=copy.body, headers=copy.headers)
+        again = await notify(http, kit, copy)
         assert again.status_code == 204
     assert await row_counts() == before
     intake: NotificationIntake = second_process.state.intake  # type: ignore[attr-defined]
@@ -209,9 +210,7 @@ async def test_other_processes_hear_a_commit_and_absorb_its_copies_alone(
         second: NotificationIntake = second_process.state.intake
         original = kit.payment("feed-1", notification_id=notification_id)
         async with app_client(first_process) as http:
-            answer = await http.post(
-                V3.format(mchid=kit.mchid), content=original.body, headers=original.headers
-            )
+            answer = await notify(http, kit, original)
             assert answer.status_code == 204
         for _ in range(200):  # the feed is published after the answer
             if (kit.mchid, notification_id) in second.committed:
@@ -225,9 +224,7 @@ async def test_other_processes_hear_a_commit_and_absorb_its_copies_alone(
         before = await row_counts()
         copy = kit.payment("feed-1", notification_id=notification_id)
         async with app_client(second_process) as http:
-            answer = await http.post(
-                V3.format(mchid=kit.mchid), content=copy.body, headers=copy.headers
-            )
+            answer = await notify(http, kit, copy)
             assert answer.status_code == 204
         nonce = copy.headers["Wechatpay-Nonce"]
         # Absorbed from the set: no Redis claim, no database row.

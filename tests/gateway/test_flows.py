@@ -8,7 +8,6 @@ import pytest
 from wxpaykit.core.v2 import SignType
 from wxpaykit.core.v2.xml import reply_xml
 from wxpaykit.gateway.metrics import GatewayMetrics
-from wxpaykit.storage.base import OrderRecord
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
 
@@ -19,17 +18,7 @@ V2 = "/notify/v2/1900007291"
 
 
 async def _order(ledger: SqlLedger, kit: MerchantKit, name: str, total: int = 100) -> None:
-    await ledger.create_order(
-        OrderRecord(
-            mchid=kit.mchid,
-            out_trade_no=name,
-            appid=kit.appid,
-            description="flow test",
-            total=total,
-            currency="CNY",
-            state="NOTPAY",
-        )
-    )
+    await ledger.create_order(kit.order(name, total=total))
 
 
 @pytest.mark.parametrize("use_public_key", [False, True], ids=["certificate", "public-key"])

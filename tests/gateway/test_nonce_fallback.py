@@ -12,6 +12,7 @@ import pytest
 from wxpaykit.gateway.nonce import (
     LedgerNonceGuard,
     NonceClaim,
+    NonceTicket,
     RedisNonceGuard,
     fail_fast_redis,
 )
@@ -45,28 +46,23 @@ async def test_claims_fall_back_to_the_ledger(
     guard = RedisNonceGuard(
         redis, LedgerNonceGuard(ledger, tolerance_seconds=300), tolerance_seconds=300
     )
+
+    async def claim() -> NonceTicket:
+        return await asyncio.wait_for(
+            guard.claim(
+                "1900000109",
+                "nonce-a",
+                b"{}",
+                now_ms=int(time.time() * 1000),
+                notification_id="n-1",
+            ),
+            10,
+        )
+
     started = time.monotonic()
     try:
-        first = await asyncio.wait_for(
-            guard.claim(
-                "1900000109",
-                "nonce-a",
-                b"{}",
-                now_ms=int(time.time() * 1000),
-                notification_id="n-1",
-            ),
-            10,
-        )
-        again = await asyncio.wait_for(
-            guard.claim(
-                "1900000109",
-                "nonce-a",
-                b"{}",
-                now_ms=int(time.time() * 1000),
-                notification_id="n-1",
-            ),
-            10,
-        )
+        first = await claim()
+        again = await claim()  # the same nonce again
         elapsed = time.monotonic() - started
     finally:
         await redis.aclose()

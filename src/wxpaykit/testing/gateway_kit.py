@@ -24,6 +24,7 @@ from wxpaykit.core.signing import generate_nonce
 from wxpaykit.core.v2 import SignType, build_xml, encrypt_req_info, sign_v2
 from wxpaykit.core.verification import TrustedKeys
 from wxpaykit.gateway.settings import MerchantSettings
+from wxpaykit.storage.base import OrderRecord
 from wxpaykit.testing.keys import (
     GeneratedCertificate,
     generate_certificate,
@@ -129,6 +130,18 @@ class MerchantKit:
             key_path.chmod(0o600)
             lines.append(f'private_key_file = "{key_path}"')
         return "\n".join(lines) + "\n"
+
+    def order(self, out_trade_no: str, *, total: int = 100) -> OrderRecord:
+        """An unpaid CNY order of this merchant, as its shop registers it."""
+        return OrderRecord(
+            mchid=self.mchid,
+            out_trade_no=out_trade_no,
+            appid=self.appid,
+            description="test order",
+            total=total,
+            currency="CNY",
+            state="NOTPAY",
+        )
 
     # --- WeChat Pay's side ----------------------------------------------------------
 
