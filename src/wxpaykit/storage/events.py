@@ -225,6 +225,19 @@ def render_envelope(event: NewEvent, *, now_ms: int) -> str:
     return json.dumps(envelope, ensure_ascii=False, separators=(",", ":"))
 
 
+def event_columns(new_events: Sequence[NewEvent], *, now_ms: int) -> tuple[list[str], ...]:
+    """One list per column of a bulk event insert (PostgreSQL ``unnest``): event id,
+    type, mchid, aggregate key, dedup key and the rendered envelope."""
+    return (
+        [event.event_id for event in new_events],
+        [event.type for event in new_events],
+        [event.mchid for event in new_events],
+        [event.aggregate_key for event in new_events],
+        [event.dedup_key for event in new_events],
+        [render_envelope(event, now_ms=now_ms) for event in new_events],
+    )
+
+
 async def append_events(
     connection: AsyncConnection, new_events: Sequence[NewEvent], *, now_ms: int
 ) -> list[str]:
@@ -314,17 +327,10 @@ _PG_APPEND = _append_statement()
 async def _append_postgresql(
     connection: AsyncConnection, new_events: Sequence[NewEvent], *, now_ms: int
 ) -> list[str]:
+    names = ("event_ids", "types", "mchids", "keys", "dedup_keys", "payloads")
     result = await connection.execute(
         _PG_APPEND,
-        {
-            "now": now_ms,
-            "event_ids": [event.event_id for event in new_events],
-            "types": [event.type for event in new_events],
-            "mchids": [event.mchid for event in new_events],
-            "keys": [event.aggregate_key for event in new_events],
-            "dedup_keys": [event.dedup_key for event in new_events],
-            "payloads": [render_envelope(event, now_ms=now_ms) for event in new_events],
-        },
+        {"now": now_ms, **dict(zip(names, event_columns(new_events, now_ms=now_ms), strict=True))},
     )
     ids = {row[0] for row in result}
     return [event.event_id for event in new_events if event.event_id in ids]

@@ -24,7 +24,14 @@ from wxpaykit.storage.refunds import release_held_refunds
 from wxpaykit.storage.schema import orders
 from wxpaykit.storage.state_machine import effective_payment_state, payment_transition
 
-__all__ = ["PlannedWrite", "apply_payment", "classify_payment", "read_orders", "write_planned"]
+__all__ = [
+    "PlannedWrite",
+    "apply_payment",
+    "classify_payment",
+    "compare_and_set_columns",
+    "read_orders",
+    "write_planned",
+]
 
 #: Re-reads inside one transaction before starting the transaction over.
 _MAX_REREADS = 3
@@ -251,24 +258,36 @@ async def write_planned(connection: AsyncConnection, planned: Sequence[PlannedWr
             if (await connection.execute(_SET_ORDER_IF_UNCHANGED, plan.parameters())).rowcount == 1:
                 written.add(int(plan.order.id))
         return written
+    names = (
+        "ids",
+        "states",
+        "versions",
+        "new_states",
+        "new_versions",
+        "updated",
+        "transaction_ids",
+        "success_times",
+    )
     rows = await connection.execute(
-        _SET_ORDERS_IF_UNCHANGED_PG,
-        {
-            "ids": [plan.order.id for plan in planned],
-            "states": [plan.order.state for plan in planned],
-            "versions": [plan.order.version for plan in planned],
-            "new_states": [plan.values["state"] for plan in planned],
-            "new_versions": [plan.values["version"] for plan in planned],
-            "updated": [plan.values["updated_at_ms"] for plan in planned],
-            "transaction_ids": [
-                plan.values.get("transaction_id", plan.order.transaction_id) for plan in planned
-            ],
-            "success_times": [
-                plan.values.get("success_time", plan.order.success_time) for plan in planned
-            ],
-        },
+        _SET_ORDERS_IF_UNCHANGED_PG, dict(zip(names, compare_and_set_columns(planned), strict=True))
     )
     return {int(order_id) for (order_id,) in rows}
+
+
+def compare_and_set_columns(planned: Sequence[PlannedWrite]) -> tuple[list[Any], ...]:
+    """One list per column of a bulk compare-and-set (PostgreSQL ``unnest``): order id,
+    state and version as read, then the new state, version, update time, transaction id
+    and success time."""
+    return (
+        [plan.order.id for plan in planned],
+        [plan.order.state for plan in planned],
+        [plan.order.version for plan in planned],
+        [plan.values["state"] for plan in planned],
+        [plan.values["version"] for plan in planned],
+        [plan.values["updated_at_ms"] for plan in planned],
+        [plan.values.get("transaction_id", plan.order.transaction_id) for plan in planned],
+        [plan.values.get("success_time", plan.order.success_time) for plan in planned],
+    )
 
 
 def _check_facts(

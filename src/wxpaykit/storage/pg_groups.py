@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +47,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from wxpaykit.storage.applied import Applied
 from wxpaykit.storage.base import RecordOutcome, RecordResult, VerifiedNotification
-from wxpaykit.storage.events import EVENTS_CHANNEL, render_envelope
-from wxpaykit.storage.payments import PlannedWrite, classify_payment
-from wxpaykit.storage.pg_sql import BUMP_DUPLICATES, READ_ORDERS
+from wxpaykit.storage.events import EVENTS_CHANNEL, event_columns
+from wxpaykit.storage.payments import PlannedWrite, classify_payment, compare_and_set_columns
+from wxpaykit.storage.pg_sql import BUMP_DUPLICATES, READ_ORDERS, raw_request_columns
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -270,10 +269,8 @@ class DriverGroups:
         planned: Sequence[tuple[VerifiedNotification, PlannedWrite]],
         now_ms: int,
     ) -> tuple[Any, ...]:
-        raws = [item.raw for item in unique]
         keys = [(item.mchid, item.notification_id) for item in unique]
         new_events = [(key, event) for key in keys for event in decided[key].events]
-        plans = [plan for _item, plan in planned]
         return (
             [item.mchid for item in unique],
             [item.notification_id for item in unique],
@@ -282,29 +279,14 @@ class DriverGroups:
             [item.payment.out_trade_no if item.payment is not None else None for item in unique],
             [decided[key].outcome.value for key in keys],
             [copies[key] - 1 if self._count_duplicates else 0 for key in keys],
-            [raw.received_at_ms if raw is not None else now_ms for raw in raws],
-            [None if raw is None else json.dumps(raw.headers, ensure_ascii=False) for raw in raws],
-            [None if raw is None else raw.body for raw in raws],
-            [None if raw is None else raw.received_at_ms for raw in raws],
+            *raw_request_columns(unique, now_ms),
             [item.mchid for item, _plan in planned],
             [item.notification_id for item, _plan in planned],
-            [plan.order.id for plan in plans],
-            [plan.order.state for plan in plans],
-            [plan.order.version for plan in plans],
-            [plan.values["state"] for plan in plans],
-            [plan.values["version"] for plan in plans],
-            [plan.values["updated_at_ms"] for plan in plans],
-            [plan.values.get("transaction_id", plan.order.transaction_id) for plan in plans],
-            [plan.values.get("success_time", plan.order.success_time) for plan in plans],
+            *compare_and_set_columns([plan for _item, plan in planned]),
             now_ms,
             [key[0] for key, _event in new_events],
             [key[1] for key, _event in new_events],
-            [event.event_id for _key, event in new_events],
-            [event.type for _key, event in new_events],
-            [event.mchid for _key, event in new_events],
-            [event.aggregate_key for _key, event in new_events],
-            [event.dedup_key for _key, event in new_events],
-            [render_envelope(event, now_ms=now_ms) for _key, event in new_events],
+            *event_columns([event for _key, event in new_events], now_ms=now_ms),
         )
 
 

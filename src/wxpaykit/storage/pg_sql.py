@@ -18,6 +18,7 @@ __all__ = [
     "INSERT_NOTIFICATIONS",
     "READ_ORDERS",
     "insert_notifications_arguments",
+    "raw_request_columns",
 ]
 
 # Add copies to the rows' duplicate counts: (mchids, notification ids, copies).
@@ -73,7 +74,6 @@ def insert_notifications_arguments(
 ) -> tuple[Any, ...]:
     """The positional parameters of :data:`INSERT_NOTIFICATIONS` for ``items``."""
     facts = [item.payment or item.refund for item in items]
-    raws = [item.raw for item in items]
     return (
         [item.mchid for item in items],
         [item.notification_id for item in items],
@@ -85,6 +85,17 @@ def insert_notifications_arguments(
         # Provisional: the common case, corrected before commit when it differs
         # (nobody sees the row before commit), which saves an UPDATE per payment.
         [RecordOutcome.APPLIED.value] * len(items),
+        *raw_request_columns(items, now_ms),
+    )
+
+
+def raw_request_columns(
+    items: Sequence[VerifiedNotification], now_ms: int
+) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """The notification's received time (``now_ms`` without a raw request), then the raw
+    request's headers (JSON), body and received time (None without one)."""
+    raws = [item.raw for item in items]
+    return (
         [raw.received_at_ms if raw is not None else now_ms for raw in raws],
         [None if raw is None else json.dumps(raw.headers, ensure_ascii=False) for raw in raws],
         [None if raw is None else raw.body for raw in raws],
