@@ -12,10 +12,11 @@ What a repeated nonce means, and why it can never lose a payment:
   or a link-failover twin carrying byte-identical headers.
 * With Redis, the claim holds the body digest and is pending until the ledger commit,
   then acknowledged (the notification's committed marker, below, is set). A repeat
-  of an acknowledged message (same nonce, same body) is acknowledged again (it is durable: answering 204 is the truth) and counted as a
-  duplicate; a repeat while the first copy is still in flight gets 409
-  ``REPLAYED_NONCE``, and WeChat Pay re-sends later under a new nonce, which the
-  ledger's unique notification id then absorbs. If processing fails, the claim is
+  of an acknowledged message (same nonce, same body) is acknowledged again (it is
+  durable: answering 204 is the truth) and counted as a duplicate; a repeat while
+  the first copy is still in flight gets 409 ``REPLAYED_NONCE``, and WeChat Pay
+  re-sends later under a new nonce, which the ledger's unique notification id then
+  absorbs. If processing fails, the claim is
   released, so an identical retry is not refused.
 * Without Redis, :meth:`Ledger.claim_nonce` is a plain unique insert and cannot be
   released: every repeat gets 409, and the re-signed retry completes the work.

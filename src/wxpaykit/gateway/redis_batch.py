@@ -101,7 +101,8 @@ class RedisBatcher:
 
     async def _connect(self) -> AbstractConnection:
         if self._connection is None:
-            self._connection = await self._redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            pool = self._redis.connection_pool
+            self._connection = await pool.get_connection()  # type: ignore[no-untyped-call]
         return self._connection
 
     async def _drop_connection(self, *, reusable: bool) -> None:
