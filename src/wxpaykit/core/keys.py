@@ -122,14 +122,17 @@ def load_public_key(data: bytes | str, *, source: str = "<public key>") -> rsa.R
 
 
 def _load_certificate(data: bytes | str, source: str) -> x509.Certificate:
-    raw = _as_bytes(data).strip()
-    if not raw:
+    raw = _as_bytes(data)
+    text = raw.strip()
+    if not text:
         raise KeyLoadError(source, "file is empty")
     try:
-        if b"-----BEGIN" in raw:
-            if b"PRIVATE KEY" in raw[:64]:
+        if b"-----BEGIN" in text:
+            if b"PRIVATE KEY" in text[:64]:
                 raise KeyLoadError(source, "this is a private key, not a certificate")
-            return x509.load_pem_x509_certificate(raw)
+            return x509.load_pem_x509_certificate(text)
+        # DER is binary: its last bytes (the signature's) may be whitespace values, so
+        # it is decoded as given, never stripped.
         return x509.load_der_x509_certificate(raw)
     except KeyLoadError:
         raise

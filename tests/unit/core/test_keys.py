@@ -468,3 +468,22 @@ def test_expired_client_certificate_p12_is_refused_with_now(
             source="apiclient_cert.p12",
             now=dt.datetime.now(dt.UTC),
         )
+
+
+def test_a_der_certificate_ending_in_a_whitespace_byte_loads(
+    platform_cert: GeneratedCertificate,
+) -> None:
+    # DER is binary: a certificate whose signature ends in 0x20, 0x0a... is still valid,
+    # and must not be stripped like PEM text. Signatures are random, so sign until one
+    # ends that way (about 1 in 40 does); the serial number makes each one different.
+    for serial in range(1, 2001):
+        cert = generate_certificate(
+            MCHID, private_key=platform_cert.private_key, serial_number=serial
+        )
+        der = cert.certificate.public_bytes(serialization.Encoding.DER)
+        if der[-1:].isspace():
+            break
+    else:  # pragma: no cover - (39/40)^2000 is zero for any practical purpose
+        pytest.fail("no certificate ended in a whitespace byte")
+    loaded = load_platform_certificate(der)
+    assert loaded.serial_no == cert.serial_no
