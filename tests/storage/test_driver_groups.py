@@ -305,14 +305,21 @@ async def test_a_lost_connection_is_dropped_and_the_group_still_recorded(
     own_ledger: SqlLedger, mchid: str
 ) -> None:
     ledger = own_ledger
-    for name in ("K1", "K2", "K3"):
-        await ledger.create_order(order(mchid, name))
-    await ledger.record_notifications_batch([payment(mchid, "K1")])
-    async with ledger.engine.connect() as pooled:  # the one connection of the pool
-        pid = await pooled.scalar(text("SELECT pg_backend_pid()"))
     admin = await asyncpg.connect("postgresql://postgres@127.0.0.1:5432/test")
     try:
-        assert await admin.fetchval("SELECT pg_terminate_backend($1)", pid)
+        started = await admin.fetchval("SELECT now()")
+        for name in ("K1", "K2", "K3"):
+            await ledger.create_order(order(mchid, name))
+        await ledger.record_notifications_batch([payment(mchid, "K1")])
+        # The connection the driver path kept for the next group: the only one of this
+        # (fresh) ledger whose last statement recorded notifications.
+        killed = await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE backend_start >= $1 AND pid <> pg_backend_pid()"
+            " AND query LIKE '%INSERT INTO notifications%'",
+            started,
+        )
+        assert killed == 1
     finally:
         await admin.close()
 
@@ -327,7 +334,7 @@ async def test_a_lost_connection_is_dropped_and_the_group_still_recorded(
     assert (await snapshot(ledger, mchid))["events"] == {"payment.succeeded": 3}
 
 
-async def test_an_idle_ledger_holds_no_connection(own_ledger: SqlLedger, mchid: str) -> None:
+async def test_an_idle_ledger_gives_its_connection_back(own_ledger: SqlLedger, mchid: str) -> None:
     names = [f"I{i}" for i in range(12)]
     for name in names:
         await own_ledger.create_order(order(mchid, name))
@@ -338,7 +345,10 @@ async def test_an_idle_ledger_holds_no_connection(own_ledger: SqlLedger, mchid: 
     groups, declined = own_ledger.direct_groups
     assert groups >= 2  # queued callers made later groups
     assert declined == 0
-    assert own_ledger.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    pool = own_ledger.engine.pool
+    # Kept for the next group (no checkout per group), then given back once idle.
+    assert pool.checkedout() == 1  # type: ignore[attr-defined]
+    await _wait_for(lambda: pool.checkedout() == 0)  # type: ignore[attr-defined]
 
 
 async def _wait_for(condition: Callable[[], bool]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections import Counter
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import select, update
@@ -21,9 +22,25 @@ from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.storage.schema import notifications, orders
 
 
-def grouped(ledger: SqlLedger, clock: FakeClock, *, wait_ms: float = 0.0) -> SqlLedger:
+@pytest.fixture
+async def siblings() -> AsyncIterator[list[SqlLedger]]:
+    """Second ledgers on a test's engine, closed after it (the driver path keeps a
+    connection for a while after each group)."""
+    made: list[SqlLedger] = []
+    yield made
+    for sibling in made:
+        await sibling.aclose()
+
+
+def grouped(
+    ledger: SqlLedger, clock: FakeClock, siblings: list[SqlLedger], *, wait_ms: float = 0.0
+) -> SqlLedger:
     """A second ledger on the same engine with one group in flight at a time."""
-    return SqlLedger(ledger.engine, clock=clock, group_max_in_flight=1, group_max_wait_ms=wait_ms)
+    sibling = SqlLedger(
+        ledger.engine, clock=clock, group_max_in_flight=1, group_max_wait_ms=wait_ms
+    )
+    siblings.append(sibling)
+    return sibling
 
 
 def unwritable(notification: VerifiedNotification) -> VerifiedNotification:
@@ -39,9 +56,9 @@ def unwritable(notification: VerifiedNotification) -> VerifiedNotification:
 
 
 async def test_concurrent_callers_share_transactions_and_keep_their_outcomes(
-    ledger: SqlLedger, clock: FakeClock, mchid: str
+    ledger: SqlLedger, clock: FakeClock, mchid: str, siblings: list[SqlLedger]
 ) -> None:
-    sharing = grouped(ledger, clock)
+    sharing = grouped(ledger, clock, siblings)
     for name in ("A", "B", "C"):
         await ledger.create_order(order(mchid, name))
     twin = payment(mchid, "A", notification_id=new_id())
@@ -97,9 +114,9 @@ async def test_one_failing_item_falls_back_and_fails_alone(
 
 
 async def test_a_failing_caller_does_not_fail_concurrent_callers(
-    ledger: SqlLedger, clock: FakeClock, mchid: str
+    ledger: SqlLedger, clock: FakeClock, mchid: str, siblings: list[SqlLedger]
 ) -> None:
-    sharing = grouped(ledger, clock, wait_ms=50)
+    sharing = grouped(ledger, clock, siblings, wait_ms=50)
     for name in ("A", "B", "C"):
         await ledger.create_order(order(mchid, name))
     items = [payment(mchid, "A"), unwritable(payment(mchid, "B")), payment(mchid, "C")]
@@ -156,9 +173,9 @@ async def test_invalid_item_is_refused_without_touching_the_group(
 
 
 async def test_nothing_is_returned_before_the_shared_commit(
-    ledger: SqlLedger, clock: FakeClock, mchid: str
+    ledger: SqlLedger, clock: FakeClock, mchid: str, siblings: list[SqlLedger]
 ) -> None:
-    sharing = grouped(ledger, clock, wait_ms=50)
+    sharing = grouped(ledger, clock, siblings, wait_ms=50)
     for name in ("A", "B", "C"):
         await ledger.create_order(order(mchid, name))
     items = [payment(mchid, name) for name in ("A", "B", "C")]
@@ -191,9 +208,10 @@ async def test_nothing_is_returned_before_the_shared_commit(
 
 @pytest.mark.parametrize("group_commit", [True, False])
 async def test_both_modes_give_the_same_outcomes(
-    ledger: SqlLedger, clock: FakeClock, mchid: str, group_commit: bool
+    ledger: SqlLedger, clock: FakeClock, mchid: str, group_commit: bool, siblings: list[SqlLedger]
 ) -> None:
     mode = SqlLedger(ledger.engine, clock=clock, group_commit=group_commit)
+    siblings.append(mode)
     await mode.create_order(order(mchid, "A"))
     twin = payment(mchid, "A", notification_id=new_id())
 

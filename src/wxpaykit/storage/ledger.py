@@ -258,11 +258,7 @@ class SqlLedger:
                 valid.append(index)
         valid.sort(key=lambda i: (batch[i].mchid, batch[i].notification_id))
         if valid and self._driver_groups is not None:
-            direct = await self._driver_groups.record(
-                [batch[i] for i in valid],
-                self._clock(),
-                busy=self._group is not None and self._group.waiting > 0,
-            )
+            direct = await self._driver_groups.record([batch[i] for i in valid], self._clock())
             if direct is not None:
                 for index, result in zip(valid, direct, strict=True):
                     outcomes[index] = result

@@ -29,14 +29,15 @@ Copies that found their notification already recorded add to its duplicate count
 a second, separate statement (so a crash between the two can lose that count, never
 a notification); twins inside the group are counted in the inserted row.
 
-The driver connection is one of the engine's pooled connections; while more groups
-are waiting it is kept for the next one (a pool checkout through SQLAlchemy costs
-more than a statement), and it goes back to the pool when the queue is empty. A
-connection that failed is invalidated, never reused.
+The driver connection is one of the engine's pooled connections, kept for the next
+group (a pool checkout through SQLAlchemy costs more than a statement) and given
+back to the pool once no group has used it for ``idle_seconds``. A connection that
+failed is invalidated, never reused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import functools
 from collections.abc import Sequence
@@ -138,27 +139,30 @@ def _row_type(columns: tuple[str, ...]) -> Any:
 class DriverGroups:
     """Records easy groups through kept asyncpg connections (see the module docstring)."""
 
-    def __init__(self, engine: AsyncEngine, *, count_duplicates: bool) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, count_duplicates: bool, idle_seconds: float = 1.0
+    ) -> None:
         self._engine = engine
         self._count_duplicates = count_duplicates
         self._idle: list[AsyncConnection] = []
+        self._idle_seconds = idle_seconds
+        self._last_used = 0.0
+        self._release: asyncio.TimerHandle | None = None
+        self._releasing: set[asyncio.Task[None]] = set()
         self.groups = 0
         self.declined = 0
 
     async def record(
-        self, items: Sequence[VerifiedNotification], now_ms: int, *, busy: bool = False
+        self, items: Sequence[VerifiedNotification], now_ms: int
     ) -> list[RecordResult] | None:
         """Record ``items`` (sorted by key) and commit; None when the general path must.
 
         None also when anything failed: the general path then tries again, with its own
-        retries and per-item fallback, and answers for the group. ``busy`` (more groups
-        are waiting) keeps the connection for the next group; otherwise it goes back
-        to the pool, so an idle ledger holds none.
+        retries and per-item fallback, and answers for the group. The connection is
+        kept for the next group, and given back after ``idle_seconds`` without one.
         """
         if not _fits(items):
             self.declined += 1
-            if not busy:
-                await self.aclose()
             return None
         try:
             connection = self._idle.pop() if self._idle else await self._engine.connect()
@@ -192,18 +196,42 @@ class DriverGroups:
         finally:
             if not healthy:
                 await _discard(connection)
-            elif busy:
-                self._idle.append(connection)
             else:
-                await connection.close()
-                await self.aclose()
+                self._idle.append(connection)
+                self._release_when_idle()
         self.groups += 1
         return results
 
     async def aclose(self) -> None:
         """Give the kept connections back (before the engine is disposed)."""
+        if self._release is not None:
+            self._release.cancel()
+            self._release = None
+        if self._releasing:
+            await asyncio.wait(set(self._releasing))
         while self._idle:
             await self._idle.pop().close()
+
+    def _release_when_idle(self) -> None:
+        """Give the kept connections back once no group used them for ``idle_seconds``
+        (so an idle ledger holds none; a busy one does not pay a checkout per group)."""
+        loop = asyncio.get_running_loop()
+        self._last_used = loop.time()
+        if self._release is None:
+            self._release = loop.call_later(self._idle_seconds, self._release_due)
+
+    def _release_due(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._release = None
+        remaining = self._last_used + self._idle_seconds - loop.time()
+        if remaining > 0:  # used since the timer was set
+            self._release = loop.call_later(remaining, self._release_due)
+            return
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            task = loop.create_task(connection.close())
+            self._releasing.add(task)
+            task.add_done_callback(self._releasing.discard)
 
     async def _record_in(
         self, driver: Any, items: Sequence[VerifiedNotification], now_ms: int
