@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from wxpaykit.cli.workers import balanced_workers_supported, run_balanced_workers
 from wxpaykit.errors import ConfigurationError
 from wxpaykit.gateway.starter import STARTER_CONFIG
 
@@ -71,15 +72,24 @@ def serve(
     if settings.runs_embedded_worker:
         sinks = ", ".join(sink.name for sink in settings.dispatch.sinks)
         typer.echo(f"delivering events in-process to: {sinks}", err=True)
-    uvicorn.run(
-        "wxpaykit.gateway.app:app_from_env",
-        factory=True,
-        host=host or settings.host,
-        port=settings.port if port is None else port,
-        workers=workers,
-        access_log=False,  # the gateway logs every request itself, as JSON
-        log_level=settings.log_level,
-    )
+    bind_port = settings.port if port is None else port
+    options: dict[str, object] = {
+        "app": "wxpaykit.gateway.app:app_from_env",
+        "factory": True,
+        "host": host or settings.host,
+        "port": bind_port,
+        "access_log": False,  # the gateway logs every request itself, as JSON
+        "log_level": settings.log_level,
+    }
+    if balanced_workers_supported(workers, bind_port):
+        # Each worker on its own SO_REUSEPORT socket: connections spread evenly (workers.py).
+        try:
+            code = run_balanced_workers(workers, options)
+        except OSError as exc:  # the port is taken, or the address is not ours
+            typer.echo(f"cannot listen on {options['host']}:{bind_port}: {exc}", err=True)
+            raise typer.Exit(1) from None
+        raise typer.Exit(code)
+    uvicorn.run(**options, workers=workers)  # type: ignore[arg-type]
 
 
 def init(
