@@ -13,7 +13,11 @@ cap). Throughput is the whole set over the time it took; the other figures are w
 own: 2xx answers, latency percentiles.
 Each system runs its uvicorn workers (httptools + uvloop) on its own fresh database:
 
-* **wxpaykit**: ``wxpaykit.gateway.app:app_from_env`` (Redis nonces, SQL ledger);
+* **wxpaykit**: ``wxpaykit serve --workers 2`` (the ASGI factory
+  ``wxpaykit.gateway.app:app_from_env``: Redis nonces, SQL ledger), each worker on its
+  own ``SO_REUSEPORT`` socket; ``--server uvicorn`` runs the same factory under plain
+  ``uvicorn --workers`` instead (one shared socket: the first worker to wake accepts
+  most of wrk's 32 connections);
 * **baseline**: ``benchmarks/baseline_app.py`` (FastAPI + wechatpayv3 ``callback()`` +
   Redis ``SET NX`` on the notification id + SQLAlchemy), 2 workers.
 
@@ -30,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import random
@@ -42,7 +47,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -423,9 +428,25 @@ def uvicorn_argv(app: list[str], port: int, workers: int) -> list[str]:
     ]
 
 
+def serve_argv(port: int, workers: int) -> list[str]:
+    """wxpaykit as its users run it: ``wxpaykit serve`` (uvicorn with httptools + uvloop,
+    no access log; on Linux each worker on its own SO_REUSEPORT socket, cli/workers.py)."""
+    return [
+        sys.executable,
+        "-c",
+        "from wxpaykit.cli.main import main; main()",
+        "serve",
+        "--workers",
+        str(workers),
+        "--port",
+        str(port),
+        "--no-migrate",
+    ]
+
+
 def measure(
     name: str,
-    argv_app: list[str],
+    command: Callable[[int, int], list[str]],
     env: dict[str, str],
     requests_file: Path,
     script: Path,
@@ -435,10 +456,10 @@ def measure(
 ) -> dict[str, Any]:
     """Start one system, load it with wrk for the fixed duration, stop it."""
     port = free_port()
-    argv = uvicorn_argv(argv_app, port, workers)
+    argv = command(port, workers)
     if name == "ours" and args.profile is not None:
         argv = ["py-spy", "record", "--subprocesses", "--format", "raw", "-r", "200"]
-        argv += ["-o", str(args.profile), "--", *uvicorn_argv(argv_app, port, workers)]
+        argv += ["-o", str(args.profile), "--", *command(port, workers)]
     server = start_server(argv, env, port, folder / f"{name}.log")
     try:
         # start_server returns once one worker answers; give the others time to come up.
@@ -474,6 +495,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=90, help="cap on each system's run")
     parser.add_argument("--workers", type=int, default=2, help="gateway uvicorn workers")
     parser.add_argument("--baseline-workers", type=int, default=2)
+    parser.add_argument(
+        "--server",
+        choices=("serve", "uvicorn"),
+        default="serve",
+        help="run wxpaykit with `wxpaykit serve` (default) or plain `uvicorn --workers`"
+        " (one shared listening socket, as the baseline)",
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -541,9 +569,10 @@ def one_round(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         script = folder / "replay.lua"
         script.write_text(WRK_SCRIPT)
         results: dict[str, dict[str, Any]] = {}
+        ours = ["--factory", "wxpaykit.gateway.app:app_from_env"]
         results["wxpaykit"] = measure(
             "ours",
-            ["--factory", "wxpaykit.gateway.app:app_from_env"],
+            serve_argv if args.server == "serve" else functools.partial(uvicorn_argv, ours),
             {"WXPAYKIT_CONFIG": str(config)},
             files["ours"],
             script,
@@ -553,7 +582,7 @@ def one_round(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         )
         results["baseline"] = measure(
             "baseline",
-            ["--app-dir", "benchmarks", "baseline_app:app"],
+            functools.partial(uvicorn_argv, ["--app-dir", "benchmarks", "baseline_app:app"]),
             {
                 "BASELINE_MCHID": kit.mchid,
                 "BASELINE_APPID": kit.appid,
@@ -574,7 +603,7 @@ def one_round(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         # Same uvicorn, no work at all: the part of every figure no handler can remove.
         results["floor"] = measure(
             "floor",
-            ["--app-dir", "benchmarks", "floor_app:app"],
+            functools.partial(uvicorn_argv, ["--app-dir", "benchmarks", "floor_app:app"]),
             {},
             files["baseline"],
             script,
