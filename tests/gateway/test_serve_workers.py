@@ -119,8 +119,17 @@ class Supervised:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: the cleanup ends every process
             )
+
+    def wait_until_serving(self) -> None:
         wait_for(self.serving, f"two workers did not start:\n{self.log()}")
+
+    def kill_all(self) -> None:
+        """SIGKILL the supervisor's whole process group (whatever state it is in)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -152,13 +161,10 @@ async def _prepare(url: str, kit: MerchantKit) -> None:
 def supervised(tmp_path: Path, kit: MerchantKit) -> Iterator[Supervised]:
     served = Supervised(tmp_path, kit)
     try:
+        served.wait_until_serving()
         yield served
     finally:
-        if served.process.poll() is None:
-            served.process.kill()
-            served.process.wait(timeout=10)
-        for pid in children(served.process.pid):
-            os.kill(pid, signal.SIGKILL)
+        served.kill_all()
 
 
 def test_each_worker_listens_on_its_own_socket_and_connections_are_spread(
@@ -225,3 +231,26 @@ def test_a_port_in_use_fails_at_once_with_a_clear_message(tmp_path: Path, kit: M
         )
     assert result.exit_code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.output
+
+
+def test_workers_stop_when_their_supervisor_is_killed(supervised: Supervised) -> None:
+    workers = supervised.workers()
+    os.kill(supervised.process.pid, signal.SIGKILL)  # no chance to stop them itself
+    supervised.process.wait(timeout=10)
+    wait_for(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers),
+        "workers kept running after their supervisor died",
+        seconds=30,
+    )
+    assert tcp_sockets(supervised.port, "0A") == set()
+
+
+def test_a_crash_loop_stops_the_supervisor(supervised: Supervised) -> None:
+    deadline = time.monotonic() + 60
+    while supervised.process.poll() is None and time.monotonic() < deadline:
+        for pid in supervised.workers():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+    assert supervised.process.poll() == 1, supervised.log()
+    assert "gateway_workers_crash_loop" in supervised.log()

@@ -16,16 +16,24 @@ get a port of its own), ``wxpaykit serve`` runs uvicorn's own supervisor.
 
 The supervisor here does what uvicorn's does for the gateway: start the workers,
 start a new one when one dies, stop them all (SIGTERM: a graceful uvicorn shutdown)
-on SIGINT or SIGTERM, and give up when a worker cannot start at all.
+on SIGINT or SIGTERM, and give up when a worker cannot start at all. Two things more:
+a worker that keeps dying is restarted with a growing pause, and after
+``_CRASH_LIMIT`` deaths in ``_CRASH_WINDOW_SECONDS`` the supervisor stops (exit code
+1) instead of burning the machine in a crash loop; and each worker asks the kernel for
+SIGTERM when its supervisor dies, so a killed supervisor leaves no worker serving on.
 """
 
 from __future__ import annotations
 
+import collections
+import ctypes
 import multiprocessing
+import os
 import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -38,6 +46,9 @@ _log = structlog.get_logger("wxpaykit.cli.workers")
 _STARTUP_FAILURE = 3
 _BACKLOG = 2048  # uvicorn's default
 _STOP_SECONDS = 30.0
+_CRASH_LIMIT = 5
+_CRASH_WINDOW_SECONDS = 60.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def balanced_workers_supported(workers: int, port: int) -> bool:
@@ -89,6 +100,7 @@ def run_balanced_workers(workers: int, uvicorn_options: Mapping[str, Any]) -> in
     processes = [start() for _ in range(workers)]
     _log.info("gateway_workers_started", workers=workers, port=port, sockets="SO_REUSEPORT")
     exit_code = 0
+    deaths: collections.deque[float] = collections.deque()
     while not stop.wait(0.5):
         for index, process in enumerate(processes):
             if process.is_alive():
@@ -98,7 +110,19 @@ def run_balanced_workers(workers: int, uvicorn_options: Mapping[str, Any]) -> in
                 exit_code = _STARTUP_FAILURE
                 stop.set()
                 break
+            now = time.monotonic()
+            deaths.append(now)
+            while deaths[0] < now - _CRASH_WINDOW_SECONDS:
+                deaths.popleft()
             _log.warning("gateway_worker_died", pid=process.pid, exitcode=process.exitcode)
+            if len(deaths) >= _CRASH_LIMIT:
+                _log.error("gateway_workers_crash_loop", deaths=len(deaths))
+                exit_code = 1
+                stop.set()
+                break
+            # 0.5 s, 1 s, 2 s... while the deaths keep coming; the stop signal cuts it short.
+            if stop.wait(0.25 * 2 ** len(deaths)):
+                break
             processes[index] = start()
     for process in processes:
         if process.is_alive():
@@ -115,6 +139,7 @@ def _serve_one(uvicorn_options: dict[str, Any]) -> None:
     """One worker: its own socket, then uvicorn's server on it."""
     import uvicorn
 
+    _exit_with_supervisor()
     config = uvicorn.Config(**uvicorn_options)
     try:
         sock = bind_reuse_port(config.host, config.port)
@@ -124,3 +149,14 @@ def _serve_one(uvicorn_options: dict[str, Any]) -> None:
         )
         sys.exit(_STARTUP_FAILURE)
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def _exit_with_supervisor() -> None:
+    """Ask the kernel for SIGTERM (uvicorn's graceful stop) when the supervisor dies."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux's libc: the supervisor stops us itself
+        return
+    if os.getppid() == 1:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
