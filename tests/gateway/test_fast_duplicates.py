@@ -61,16 +61,30 @@ async def duplicate_count(ledger: SqlLedger, notification_id: str) -> int:
         )
 
 
+#: Guards made by :func:`redis_guard` in the running test (each keeps a connection).
+_GUARDS: list[RedisNonceGuard] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_guards() -> AsyncIterator[None]:
+    yield
+    while _GUARDS:
+        await _GUARDS.pop().batcher.aclose()
+
+
 def redis_guard(
     redis: Redis, ledger: SqlLedger, settings: GatewaySettings, prefix: str
 ) -> RedisNonceGuard:
-    """A Redis nonce guard under its own key prefix, falling back to ``ledger``."""
-    return RedisNonceGuard(
+    """A Redis nonce guard under its own key prefix, falling back to ``ledger``; its
+    connection is closed after the test."""
+    guard = RedisNonceGuard(
         redis,
         LedgerNonceGuard(ledger, tolerance_seconds=settings.tolerance_seconds),
         tolerance_seconds=settings.tolerance_seconds,
         key_prefix=prefix,
     )
+    _GUARDS.append(guard)
+    return guard
 
 
 async def notify(
@@ -320,6 +334,7 @@ async def test_redis_batcher_shares_pipelines_and_keeps_errors_per_caller(redis:
     assert sorted(counted) == list(range(1, 41))  # type: ignore[type-var]
     assert isinstance(failed, ResponseError)
     assert batcher.average_batch > 1
+    await batcher.aclose()
     await redis.delete(f"{prefix}n", f"{prefix}text")
 
 

@@ -65,6 +65,7 @@ async def test_claims_fall_back_to_the_ledger(
         again = await claim()  # the same nonce again
         elapsed = time.monotonic() - started
     finally:
+        await guard.batcher.aclose()
         await redis.aclose()
     assert first.claim is NonceClaim.CLAIMED
     assert not first.via_redis  # the ledger's table took it
