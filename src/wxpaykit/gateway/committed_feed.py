@@ -71,7 +71,7 @@ class CommittedFeed:
         # Our own messages come back to us; the token tells them apart.
         self._token = secrets.token_hex(8)
         self._pending: list[tuple[str, str]] = []
-        self._sending: set[asyncio.Task[None]] = set()
+        self._sending: set[asyncio.Future[Any]] = set()
         self.heard = 0
 
     def publish(self, key: tuple[str, str]) -> None:
@@ -86,15 +86,15 @@ class CommittedFeed:
     def _send_pending(self) -> None:
         keys, self._pending = self._pending, []
         payload = _RECORD.join([self._token, *(f"{mchid}{_FIELD}{nid}" for mchid, nid in keys)])
-        task = asyncio.get_running_loop().create_task(self._send(payload))
-        self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        sent = self._batcher.send("PUBLISH", self._channel, payload)
+        self._sending.add(sent)
+        sent.add_done_callback(self._sent)
 
-    async def _send(self, payload: str) -> None:
-        try:
-            await self._batcher.execute("PUBLISH", self._channel, payload)
-        except Exception as exc:  # an accelerator: the copies go the usual way
-            _log.debug("committed_feed_publish_failed", error=type(exc).__name__)
+    def _sent(self, sent: asyncio.Future[Any]) -> None:
+        self._sending.discard(sent)
+        error = None if sent.cancelled() else sent.exception()
+        if error is not None:  # an accelerator: the copies go the usual way
+            _log.debug("committed_feed_publish_failed", error=type(error).__name__)
 
     def receive(self, data: bytes | str) -> None:
         """Add the keys of one message (another process's commits) to the set."""

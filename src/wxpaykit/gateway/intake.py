@@ -29,6 +29,7 @@ import datetime as dt
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 
@@ -109,7 +110,7 @@ class NotificationIntake:
         self.duplicates = DuplicateTally(ledger)
         # With Redis: the other processes' commits join ``committed`` (committed_feed.py).
         self.committed_feed: CommittedFeed | None = None
-        self._settling: set[asyncio.Task[None]] = set()
+        self._settling: set[asyncio.Future[Any]] = set()
         # mchid -> keys kept current by a key manager (platform_keys = "auto").
         self.platform_keys = dict(platform_keys or {})
 
@@ -196,17 +197,10 @@ class NotificationIntake:
         return IntakeResult(notification_id=envelope.id, result=result)
 
     def _settle_later(self, ticket: NonceTicket, *, acknowledged: bool) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.nonce_guard.settle(ticket, acknowledged=acknowledged)
-        )
-        self._settling.add(task)
-        task.add_done_callback(self._settled)
-
-    def _settled(self, task: asyncio.Task[None]) -> None:
-        self._settling.discard(task)
-        error = None if task.cancelled() else task.exception()
-        if error is not None:
-            _log.warning("nonce_settle_failed", error=type(error).__name__)
+        future = self.nonce_guard.settle_soon(ticket, acknowledged=acknowledged)
+        if future is not None:  # the guard logs a failure; drain() waits for the rest
+            self._settling.add(future)
+            future.add_done_callback(self._settling.discard)
 
     async def drain(self) -> None:
         """Wait for nonce marks still being written (called at shutdown)."""

@@ -33,6 +33,7 @@ back to the ledger for that request.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -106,6 +107,11 @@ class NonceGuard(Protocol):
         """Mark the claim acknowledged (after commit) or release it (after a failure)."""
         ...
 
+    def settle_soon(self, ticket: NonceTicket, *, acknowledged: bool) -> asyncio.Future[Any] | None:
+        """Start :meth:`settle` without waiting: a future that is done when the mark is
+        written (failures are logged by the guard), or None when there is nothing to do."""
+        ...
+
 
 class LedgerNonceGuard:
     """Nonces in the ledger's table: durable, shared by every process, never released."""
@@ -124,6 +130,10 @@ class LedgerNonceGuard:
 
     async def settle(self, ticket: NonceTicket, *, acknowledged: bool) -> None:
         """Nothing to do: ledger claims expire by time only."""
+
+    def settle_soon(self, ticket: NonceTicket, *, acknowledged: bool) -> asyncio.Future[Any] | None:
+        """Nothing to do: ledger claims expire by time only."""
+        return None
 
 
 #: One round trip: claim the nonce (holding ``P:<body digest>``) and, if it is new, ask
@@ -221,21 +231,30 @@ class RedisNonceGuard:
         script answers ``A`` for a repeat of the nonce holding this body once the marker
         is there. Without one, the nonce itself is marked ``A:<digest>``.
         """
+        future = self.settle_soon(ticket, acknowledged=acknowledged)
+        if future is not None:
+            await asyncio.wait({future})
+
+    def settle_soon(self, ticket: NonceTicket, *, acknowledged: bool) -> asyncio.Future[Any] | None:
+        """:meth:`settle`'s command, queued on the batcher without a task of its own."""
         if not ticket.via_redis or ticket.claim is not NonceClaim.CLAIMED:
-            return
-        try:
-            if not acknowledged:
-                await self._batch.execute("DEL", ticket.key)
-            elif ticket.committed_key:
-                await self._batch.execute(
-                    "SET", ticket.committed_key, "1", "EX", self._committed_ttl
-                )
-            else:
-                acked = _ACKED_PREFIX + ticket.body_digest
-                await self._batch.execute("SET", ticket.key, acked, "XX", "EX", self._ttl)
-        except (OSError, _redis_error()) as exc:
-            # Losing the mark only costs a 409 on a replay, never a payment.
-            _log.warning("redis_unavailable_nonce_settle", error=type(exc).__name__)
+            return None
+        if not acknowledged:
+            future = self._batch.send("DEL", ticket.key)
+        elif ticket.committed_key:
+            future = self._batch.send("SET", ticket.committed_key, "1", "EX", self._committed_ttl)
+        else:
+            acked = _ACKED_PREFIX + ticket.body_digest
+            future = self._batch.send("SET", ticket.key, acked, "XX", "EX", self._ttl)
+        future.add_done_callback(_log_settle_failure)
+        return future
+
+
+def _log_settle_failure(future: asyncio.Future[Any]) -> None:
+    # Losing the mark only costs a 409 on a replay, never a payment.
+    error = None if future.cancelled() else future.exception()
+    if error is not None:
+        _log.warning("redis_unavailable_nonce_settle", error=type(error).__name__)
 
 
 def fail_fast_redis(url: str, *, timeout_seconds: float = 1.0) -> Redis:

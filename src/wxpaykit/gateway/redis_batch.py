@@ -65,6 +65,14 @@ class RedisBatcher:
 
     async def execute(self, *args: Any) -> Any:
         """Queue one command (``"SET", key, value, ...``); return its reply."""
+        return await self.send(*args)
+
+    def send(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one command; its reply (or error) arrives on the returned future.
+
+        For a command nobody waits for (a mark written after the answer): no task or
+        coroutine per command. The caller must retrieve the future's error.
+        """
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.append((args, future))
@@ -73,7 +81,7 @@ class RedisBatcher:
             # has had the chance to queue its command too.
             self._flush_scheduled = True
             loop.call_soon(self._flush)
-        return await future
+        return future
 
     async def aclose(self) -> None:
         """Close the connection (replies still awaited fail with ``ConnectionError``)."""
