@@ -11,7 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.services import require_service
-from wxpaykit.gateway.redis_batch import RedisBatcher
+from wxpaykit.gateway.redis_batch import RedisBatcher, listen
 
 from .databases import REDIS_URL
 
@@ -76,3 +76,25 @@ async def test_batches_of_later_turns_are_pipelined_and_answered_in_order(redis:
     finally:
         await batcher.aclose()
         await redis.delete(key)
+
+
+async def test_a_subscription_hands_over_messages_and_ends_when_killed(redis: Redis) -> None:
+    channel = f"wxptest:{uuid.uuid4().hex}"
+    heard: list[bytes] = []
+    listener = asyncio.get_running_loop().create_task(listen(redis, channel, heard.append))
+    try:
+        for _ in range(200):  # subscribed once a publish reaches a subscriber
+            if await redis.publish(channel, b"first") == 1:
+                break
+            await asyncio.sleep(0.01)
+        await redis.publish(channel, b"second")
+        for _ in range(200):
+            if len(heard) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert heard == [b"first", b"second"]
+        assert await redis.client_kill_filter(_type="pubsub") >= 1
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(listener, 5)
+    finally:
+        listener.cancel()

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from wxpaykit.gateway.committed import CommittedNotifications
+from wxpaykit.gateway.redis_batch import listen
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -73,6 +74,7 @@ class CommittedFeed:
         self._pending: list[tuple[str, str]] = []
         self._sending: set[asyncio.Future[Any]] = set()
         self.heard = 0
+        self._failures = 0
 
     def publish(self, key: tuple[str, str]) -> None:
         """Announce ``key`` (call only after its commit); sent at the next loop turn."""
@@ -95,6 +97,10 @@ class CommittedFeed:
         error = None if sent.cancelled() else sent.exception()
         if error is not None:  # an accelerator: the copies go the usual way
             _log.debug("committed_feed_publish_failed", error=type(error).__name__)
+
+    def _heard(self, data: bytes) -> None:
+        self._failures = 0  # subscribed and hearing: a later failure starts over
+        self.receive(data)
 
     def receive(self, data: bytes | str) -> None:
         """Add the keys of one message (another process's commits) to the set."""
@@ -124,21 +130,13 @@ class CommittedFeed:
                 await asyncio.wait(set(self._sending))
 
     async def _listen(self) -> None:
-        failures = 0
+        self._failures = 0
         while True:
             try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
-                    failures = 0
-                    while True:
-                        message: Any = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=1.0
-                        )
-                        if message is not None and message.get("type") == "message":
-                            self.receive(message["data"])
+                await listen(self._redis, self._channel, self._heard)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis down: copies take the usual path meanwhile
                 _log.info("committed_feed_unavailable", error=type(exc).__name__)
-                await asyncio.sleep(_RESUBSCRIBE_SECONDS[min(failures, 3)])
-                failures += 1
+                await asyncio.sleep(_RESUBSCRIBE_SECONDS[min(self._failures, 3)])
+                self._failures += 1

@@ -26,19 +26,19 @@ still waiting (``TimeoutError``) and drops the connection; so does a lost connec
 from __future__ import annotations
 
 import asyncio
-import collections
-from typing import TYPE_CHECKING, Any, cast
-
-import hiredis
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from redis.asyncio import Redis
     from redis.asyncio.connection import AbstractConnection
 
-__all__ = ["RedisBatcher"]
+    from wxpaykit.gateway.redis_wire import Address, Pipe
+
+__all__ = ["RedisBatcher", "listen"]
 
 _Pending = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
-_DEFAULT_TIMEOUT = 5.0
 
 
 class RedisBatcher:
@@ -49,8 +49,8 @@ class RedisBatcher:
         self._max_batch = max_batch
         self._queue: list[_Pending] = []
         self._flush_scheduled = False
-        self._address = _lean_address(redis)
-        self._pipe: _Pipe | None = None
+        self._address = _lean(redis)
+        self._pipe: Pipe | None = None
         self._connecting: asyncio.Task[None] | None = None
         # redis-py path (TLS...): one batch on the wire at a time, on a kept connection.
         self._connection: AbstractConnection | None = None
@@ -117,8 +117,10 @@ class RedisBatcher:
 
     async def _connect_pipe(self) -> None:
         assert self._address is not None  # noqa: S101 - only called on the lean path
+        from wxpaykit.gateway.redis_wire import Pipe
+
         try:
-            self._pipe = await _Pipe.open(self._address)
+            self._pipe = await Pipe.open(self._address)
         except BaseException as exc:  # every queued caller learns of it
             queued, self._queue = self._queue, []
             for _args, future in queued:
@@ -182,146 +184,35 @@ class RedisBatcher:
         await self._redis.connection_pool.release(connection)
 
 
-class _Address:
-    """Where and how to connect, from the redis-py client's own settings."""
+async def listen(redis: Redis, channel: str, on_message: Callable[[bytes], None]) -> None:
+    """Hand each message published on ``channel`` to ``on_message`` until the connection
+    ends, then raise (``ConnectionError``, or Redis's error); cancel to stop.
 
-    __slots__ = ("db", "host", "password", "path", "port", "timeout", "username")
+    Like :class:`RedisBatcher`, ``redis://`` and ``unix://`` get a protocol of their own
+    (a message is handed over in the callback that read it); other URLs use redis-py's
+    ``PubSub``.
+    """
+    from wxpaykit.gateway.redis_wire import lean_address, listen_lean
 
-    def __init__(self, kwargs: dict[str, Any], *, path: str | None) -> None:
-        self.path = path
-        self.host = str(kwargs.get("host", "localhost"))
-        self.port = int(kwargs.get("port", 6379))
-        self.db = int(kwargs.get("db", 0) or 0)
-        self.username: str | None = kwargs.get("username")
-        self.password: str | None = kwargs.get("password")
-        timeout = kwargs.get("socket_timeout")
-        self.timeout = float(timeout) if timeout else _DEFAULT_TIMEOUT
-
-
-def _lean_address(redis: Redis) -> _Address | None:
-    """The address for the lean protocol, or None when redis-py must connect (TLS...)."""
-    from redis.asyncio.connection import Connection, UnixDomainSocketConnection
-
-    pool = redis.connection_pool
-    kwargs = dict(pool.connection_kwargs)
-    if kwargs.get("credential_provider") is not None:
-        return None
-    if pool.connection_class is Connection:
-        return _Address(kwargs, path=None)
-    if pool.connection_class is UnixDomainSocketConnection:
-        return _Address(kwargs, path=str(kwargs["path"]))
-    return None
+    address = lean_address(redis)
+    if address is None:
+        await _listen_through_pool(redis, channel, on_message)
+        return
+    await listen_lean(address, channel, on_message)
 
 
-class _Pipe(asyncio.Protocol):
-    """One Redis connection: commands written in order, replies matched in order."""
-
-    def __init__(self, timeout: float) -> None:
-        self._reader = hiredis.Reader()
-        self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
-        self._timeout = timeout
-        self._transport: asyncio.Transport | None = None
-        self._watchdog: asyncio.TimerHandle | None = None
-        self._lost: Exception | None = None
-
-    @classmethod
-    async def open(cls, address: _Address) -> _Pipe:
-        """Connect, authenticate and select the database, within the timeout."""
-        loop = asyncio.get_running_loop()
-        pipe = cls(address.timeout)
-        async with asyncio.timeout(address.timeout):
-            if address.path is not None:
-                await loop.create_unix_connection(lambda: pipe, address.path)
-            else:
-                await loop.create_connection(lambda: pipe, address.host, address.port)
-            setup: list[tuple[Any, ...]] = []
-            if address.password is not None:
-                user = () if address.username is None else (address.username,)
-                setup.append(("AUTH", *user, address.password))
-            if address.db:
-                setup.append(("SELECT", address.db))
-            if setup:
-                futures = [loop.create_future() for _ in setup]
-                pipe.send(list(zip(setup, futures, strict=True)))
-                try:
-                    await asyncio.gather(*futures)
-                except BaseException:
-                    pipe.close()
-                    raise
-        return pipe
-
-    @property
-    def closed(self) -> bool:
-        return self._lost is not None or self._transport is None
-
-    def send(self, batch: list[_Pending]) -> None:
-        assert self._transport is not None  # noqa: S101 - connected before use
-        now = asyncio.get_running_loop().time()
-        self._transport.write(b"".join(hiredis.pack_command(args) for args, _ in batch))
-        self._waiting.extend((future, now) for _args, future in batch)
-        if self._watchdog is None:
-            self._arm(self._timeout)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    # --- asyncio.Protocol ---------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (uvloop's is not an asyncio.Transport subclass).
-        self._transport = cast("asyncio.Transport", transport)
-
-    def data_received(self, data: bytes) -> None:
-        self._reader.feed(data)
-        waiting = self._waiting
-        while waiting:
-            reply = self._reader.gets()
-            if reply is False:  # not a whole reply yet (no RESP value parses to False)
-                return
-            future = waiting.popleft()[0]
-            if future.done():  # the caller was cancelled
-                continue
-            if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(_response_error(str(reply)))
-            else:
-                future.set_result(reply)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(ConnectionError(f"the Redis connection was lost: {exc or 'closed'}"))
-
-    # --- failures -----------------------------------------------------------------------
-
-    def _arm(self, delay: float) -> None:
-        self._watchdog = asyncio.get_running_loop().call_later(delay, self._check_overdue)
-
-    def _check_overdue(self) -> None:
-        self._watchdog = None
-        if not self._waiting:
-            return
-        overdue = self._waiting[0][1] + self._timeout - asyncio.get_running_loop().time()
-        if overdue > 0:
-            self._arm(overdue)
-            return
-        self._fail(TimeoutError(f"Redis did not answer within {self._timeout:g} s"))
-        if self._transport is not None:
-            self._transport.abort()
-
-    def _fail(self, error: Exception) -> None:
-        if self._lost is None:
-            self._lost = error
-        if self._watchdog is not None:
-            self._watchdog.cancel()
-            self._watchdog = None
-        while self._waiting:
-            future = self._waiting.popleft()[0]
-            if not future.done():
-                future.set_exception(error)
+async def _listen_through_pool(
+    redis: Redis, channel: str, on_message: Callable[[bytes], None]
+) -> None:
+    async with redis.pubsub() as pubsub:
+        await pubsub.subscribe(channel)
+        while True:
+            message: Any = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is not None and message.get("type") == "message":
+                on_message(message["data"])
 
 
-def _response_error(message: str) -> Exception:
-    from redis.exceptions import NoScriptError, ResponseError
+def _lean(redis: Redis) -> Address | None:
+    from wxpaykit.gateway.redis_wire import lean_address
 
-    if message.startswith("NOSCRIPT"):
-        return NoScriptError(message)
-    return ResponseError(message)
+    return lean_address(redis)
