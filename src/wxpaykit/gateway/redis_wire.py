@@ -200,13 +200,9 @@ class Subscriber(asyncio.Protocol):
 
 
 async def listen_lean(address: Address, channel: str, on_message: Callable[[bytes], None]) -> None:
-    """Hand each message published on ``channel`` to ``on_message`` until the connection
-    ends, then raise (``ConnectionError``, or Redis's error); cancel to stop.
-
-    Like :class:`RedisBatcher`, ``redis://`` and ``unix://`` get a protocol of their own
-    (a message is handed over in the callback that read it); other URLs use redis-py's
-    ``PubSub``.
-    """
+    """:func:`~wxpaykit.gateway.redis_batch.listen` on a connection of its own: each
+    message is handed over in the callback that read it. Subscribing needs no database
+    (channels are server-wide), only the credentials."""
     loop = asyncio.get_running_loop()
     subscriber = Subscriber(on_message, loop.create_future())
     async with asyncio.timeout(address.timeout):
