@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import func, inspect, select
 
+from tests.services import require_service
 from wxpaykit.gateway.app import create_app
 from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.gateway.settings import GatewaySettings
@@ -16,7 +19,7 @@ from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.storage.schema import metadata
 from wxpaykit.testing.gateway_kit import MerchantKit
 
-from .databases import migrate_all
+from .databases import REDIS_URL, migrate_all
 
 RowCounts = Callable[[], Awaitable[dict[str, int]]]
 
@@ -87,3 +90,19 @@ async def client(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
         yield http
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    """A client of the real Redis (the test fails under CI when it is down)."""
+    require_service("redis", 6379)
+    client = Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def wxpaykit_command(*arguments: str) -> list[str]:
+    """The ``wxpaykit`` CLI with ``arguments``, run by this interpreter (for subprocesses)."""
+    return [sys.executable, "-c", "from wxpaykit.cli.main import main; main()", *arguments]

@@ -12,7 +12,6 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 import tomllib
@@ -37,6 +36,7 @@ from wxpaykit.gateway.starter import STARTER_CONFIG
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
 
+from .conftest import wxpaykit_command
 from .databases import migrate_all
 
 _RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
@@ -110,17 +110,7 @@ class Served:
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-                [
-                    sys.executable,
-                    "-c",
-                    "from wxpaykit.cli.main import main; main()",
-                    "serve",
-                    "--config",
-                    str(config),
-                    "--port",
-                    "0",
-                    "--worker",
-                ],
+                wxpaykit_command("serve", "--config", str(config), "--port", "0", "--worker"),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -19,7 +19,6 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy import select
 
-from tests.services import require_service
 from wxpaykit.gateway.app import create_app
 from wxpaykit.gateway.committed import CommittedNotifications
 from wxpaykit.gateway.committed_feed import CommittedFeed, feed_channel
@@ -37,16 +36,6 @@ from .conftest import RowCounts, seed_orders
 from .databases import REDIS_URL
 
 V3 = "/notify/v3/{mchid}"
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    require_service("redis", 6379)
-    client = Redis.from_url(REDIS_URL)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def duplicate_count(ledger: SqlLedger, notification_id: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -14,16 +13,6 @@ from tests.services import require_service
 from wxpaykit.gateway.redis_batch import RedisBatcher, listen
 
 from .databases import REDIS_URL
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    require_service("redis", 6379)
-    client = Redis.from_url(REDIS_URL)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 async def test_commands_go_to_the_database_of_the_url() -> None:

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from wxpaykit.cli.workers import bind_reuse_port
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
 
+from .conftest import wxpaykit_command
 from .databases import migrate_all
 
 STARTUP_SECONDS = 60.0
@@ -105,18 +105,9 @@ class Supervised:
         self.log_path = tmp_path / "serve.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-                [
-                    sys.executable,
-                    "-c",
-                    "from wxpaykit.cli.main import main; main()",
-                    "serve",
-                    "--config",
-                    str(config),
-                    "--port",
-                    str(self.port),
-                    "--workers",
-                    "2",
-                ],
+                wxpaykit_command(
+                    "serve", "--config", str(config), "--port", str(self.port), "--workers", "2"
+                ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: the cleanup ends every process

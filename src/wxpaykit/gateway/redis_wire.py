@@ -35,6 +35,21 @@ class Address:
         timeout = kwargs.get("socket_timeout")
         self.timeout = float(timeout) if timeout else _DEFAULT_TIMEOUT
 
+    def login(self) -> list[tuple[Any, ...]]:
+        """The AUTH command a new connection sends first, if credentials are set."""
+        if self.password is None:
+            return []
+        user = () if self.username is None else (self.username,)
+        return [("AUTH", *user, self.password)]
+
+    async def connect(self, protocol: asyncio.Protocol) -> None:
+        """Open a connection for ``protocol`` (TCP or a unix socket)."""
+        loop = asyncio.get_running_loop()
+        if self.path is not None:
+            await loop.create_unix_connection(lambda: protocol, self.path)
+        else:
+            await loop.create_connection(lambda: protocol, self.host, self.port)
+
 
 def lean_address(redis: Redis) -> Address | None:
     """The address for the lean protocol, or None when redis-py must connect (TLS...)."""
@@ -51,14 +66,29 @@ def lean_address(redis: Redis) -> Address | None:
     return None
 
 
-class Pipe(asyncio.Protocol):
+class _Connection(asyncio.Protocol):
+    """A Redis connection's transport and reply parser (the part both protocols share)."""
+
+    def __init__(self) -> None:
+        self._reader = hiredis.Reader()
+        self._transport: asyncio.Transport | None = None
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is not an asyncio.Transport subclass).
+        self._transport = cast("asyncio.Transport", transport)
+
+
+class Pipe(_Connection):
     """One Redis connection: commands written in order, replies matched in order."""
 
     def __init__(self, timeout: float) -> None:
-        self._reader = hiredis.Reader()
+        super().__init__()
         self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self._timeout = timeout
-        self._transport: asyncio.Transport | None = None
         self._watchdog: asyncio.TimerHandle | None = None
         self._lost: Exception | None = None
 
@@ -68,14 +98,8 @@ class Pipe(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         pipe = cls(address.timeout)
         async with asyncio.timeout(address.timeout):
-            if address.path is not None:
-                await loop.create_unix_connection(lambda: pipe, address.path)
-            else:
-                await loop.create_connection(lambda: pipe, address.host, address.port)
-            setup: list[tuple[Any, ...]] = []
-            if address.password is not None:
-                user = () if address.username is None else (address.username,)
-                setup.append(("AUTH", *user, address.password))
+            await address.connect(pipe)
+            setup = address.login()
             if address.db:
                 setup.append(("SELECT", address.db))
             if setup:
@@ -100,15 +124,7 @@ class Pipe(asyncio.Protocol):
         if self._watchdog is None:
             self._arm(self._timeout)
 
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
     # --- asyncio.Protocol ---------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # A stream transport (uvloop's is not an asyncio.Transport subclass).
-        self._transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -165,25 +181,17 @@ def _response_error(message: str) -> Exception:
     return ResponseError(message)
 
 
-class Subscriber(asyncio.Protocol):
+class Subscriber(_Connection):
     """A subscribed connection: every ``message`` push goes to ``on_message``."""
 
     def __init__(self, on_message: Callable[[bytes], None], ended: asyncio.Future[None]) -> None:
-        self._reader = hiredis.Reader()
+        super().__init__()
         self._on_message = on_message
         self.ended = ended
-        self._transport: asyncio.Transport | None = None
 
     def write(self, data: bytes) -> None:
         assert self._transport is not None  # noqa: S101 - connected before use
         self._transport.write(data)
-
-    def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast("asyncio.Transport", transport)
 
     def data_received(self, data: bytes) -> None:
         self._reader.feed(data)
@@ -203,19 +211,11 @@ async def listen_lean(address: Address, channel: str, on_message: Callable[[byte
     """:func:`~wxpaykit.gateway.redis_batch.listen` on a connection of its own: each
     message is handed over in the callback that read it. Subscribing needs no database
     (channels are server-wide), only the credentials."""
-    loop = asyncio.get_running_loop()
-    subscriber = Subscriber(on_message, loop.create_future())
+    subscriber = Subscriber(on_message, asyncio.get_running_loop().create_future())
     async with asyncio.timeout(address.timeout):
-        if address.path is not None:
-            await loop.create_unix_connection(lambda: subscriber, address.path)
-        else:
-            await loop.create_connection(lambda: subscriber, address.host, address.port)
+        await address.connect(subscriber)
     try:
-        commands: list[tuple[Any, ...]] = []
-        if address.password is not None:
-            user = () if address.username is None else (address.username,)
-            commands.append(("AUTH", *user, address.password))
-        commands.append(("SUBSCRIBE", channel))
+        commands = [*address.login(), ("SUBSCRIBE", channel)]
         subscriber.write(b"".join(hiredis.pack_command(command) for command in commands))
         await subscriber.ended
         raise ConnectionError("the Redis subscription connection was closed")
