@@ -114,7 +114,7 @@ async def test_a_copy_of_a_committed_notification_skips_the_ledger_and_is_counte
         assert answer.status_code == 204
 
     assert await row_counts() == before  # no nonce row, no notification row, no event
-    assert metrics.duplicates.labels("v3")._value.get() == 3
+    assert metrics.value("duplicates", "v3") == 3
     # The counts reach the ledger in one write per flush.
     assert await duplicate_count(ledger, "N-fast-1") == 0
     intake: NotificationIntake = client._transport.app.state.intake  # type: ignore[attr-defined]

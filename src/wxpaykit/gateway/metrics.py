@@ -13,79 +13,114 @@ never share counts. Names follow Prometheus conventions::
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import bisect
+from collections.abc import Iterator
+from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
 
 __all__ = ["CONTENT_TYPE_LATEST", "GatewayMetrics"]
 
 #: The counters :meth:`GatewayMetrics.count` adds to.
 CounterName = Literal["received", "acknowledged", "duplicates", "rejected", "failed"]
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+#: name -> (Prometheus name, help, label names)
+_COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "received": (
+        "wxpaykit_notifications_received",
+        "Notification requests received.",
+        ("api",),
+    ),
+    "acknowledged": (
+        "wxpaykit_notifications_acknowledged",
+        "Notifications acknowledged after commit, by ledger outcome.",
+        ("api", "outcome"),
+    ),
+    "duplicates": (
+        "wxpaykit_notifications_duplicates",
+        "Acknowledged notifications that were already recorded.",
+        ("api",),
+    ),
+    "rejected": (
+        "wxpaykit_notifications_rejected",
+        "Notifications refused with a 4xx, by reason code.",
+        ("api", "reason"),
+    ),
+    "failed": (
+        "wxpaykit_notifications_failed",
+        "Notifications answered 500 (storage or internal failure; WeChat retries).",
+        ("api",),
+    ),
+}
+
+
+class _Latency:
+    """One label set's histogram: counts per bucket (not cumulative) and the sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last one is +Inf
+        self.total = 0.0
 
 
 class GatewayMetrics:
-    """The gateway's counters and latency histogram in a private registry."""
+    """The gateway's counters and latency histogram in a private registry.
+
+    The values are plain integers updated on the request path (one event-loop thread
+    per process, so no lock is needed, unlike ``prometheus_client``'s metric objects,
+    which take one per update) and turned into Prometheus metric families when the
+    registry is collected.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.received = Counter(
-            "wxpaykit_notifications_received",
-            "Notification requests received.",
-            ["api"],
-            registry=self.registry,
-        )
-        self.acknowledged = Counter(
-            "wxpaykit_notifications_acknowledged",
-            "Notifications acknowledged after commit, by ledger outcome.",
-            ["api", "outcome"],
-            registry=self.registry,
-        )
-        self.duplicates = Counter(
-            "wxpaykit_notifications_duplicates",
-            "Acknowledged notifications that were already recorded.",
-            ["api"],
-            registry=self.registry,
-        )
-        self.rejected = Counter(
-            "wxpaykit_notifications_rejected",
-            "Notifications refused with a 4xx, by reason code.",
-            ["api", "reason"],
-            registry=self.registry,
-        )
-        self.failed = Counter(
-            "wxpaykit_notifications_failed",
-            "Notifications answered 500 (storage or internal failure; WeChat retries).",
-            ["api"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "wxpaykit_notification_latency_seconds",
-            "Time from request to answer.",
-            ["api"],
-            buckets=_LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-
-        # Children per label values, looked up once: ``labels()`` validates its
-        # arguments and takes a lock on every call, on the path every request takes.
-        self._children: dict[tuple[str, tuple[str, ...]], Any] = {}
+        self._counts: dict[tuple[str, tuple[str, ...]], int] = {}
+        self._latency: dict[str, _Latency] = {}
+        self.registry.register(_Families(self))
 
     def count(self, name: CounterName, *labels: str) -> None:
         """Add one to the counter ``name`` (received, acknowledged, ...) for ``labels``."""
-        self._child(name, labels).inc()
+        key = (name, labels)
+        self._counts[key] = self._counts.get(key, 0) + 1
+
+    def value(self, name: CounterName, *labels: str) -> int:
+        """The counter ``name``'s value for ``labels`` (0 before the first count)."""
+        return self._counts.get((name, labels), 0)
 
     def observe_latency(self, api: str, seconds: float) -> None:
         """Record one request-to-answer time."""
-        self._child("latency", (api,)).observe(seconds)
+        latency = self._latency.get(api)
+        if latency is None:
+            latency = self._latency[api] = _Latency()
+        latency.counts[bisect.bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        latency.total += seconds
 
-    def _child(self, name: str, labels: tuple[str, ...]) -> Any:
-        key = (name, labels)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = getattr(self, name).labels(*labels)
-        return child
+    def families(self) -> Iterator[Metric]:
+        """The Prometheus metric families of the current values."""
+        for name, (metric, documentation, label_names) in _COUNTERS.items():
+            family = CounterMetricFamily(metric, documentation, labels=label_names)
+            for (counter, labels), value in sorted(self._counts.items()):
+                if counter == name:
+                    family.add_metric(labels, value)
+            yield family
+        histogram = HistogramMetricFamily(
+            "wxpaykit_notification_latency_seconds",
+            "Time from request to answer.",
+            labels=("api",),
+        )
+        for api, latency in sorted(self._latency.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip((*_LATENCY_BUCKETS, float("inf")), latency.counts, strict=True):
+                cumulative += count
+                buckets.append((_bucket_label(bound), cumulative))
+            histogram.add_metric((api,), buckets, latency.total)
+        yield histogram
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format."""
@@ -101,3 +136,22 @@ class GatewayMetrics:
                 labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
                 values[f"{sample.name}{{{labels}}}"] = sample.value
         return values
+
+
+def _bucket_label(bound: float) -> str:
+    # Prometheus's own spelling: "+Inf", and floats as repr (0.001, 1.0...).
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
+class _Families(Collector):
+    """Hands the registry :meth:`GatewayMetrics.families` at each collection."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        return self._metrics.families()
+
+    def describe(self) -> Iterator[Metric]:
+        # Names only (for the registry's duplicate check): no values needed.
+        return self._metrics.families()
