@@ -106,8 +106,13 @@ class GroupCommitter(Generic[_I, _R]):
             taken = self._take()
             self._start_groups()  # more than one group's worth may have arrived
         group = taken
-        if not group:
-            return
+        while group:
+            await self._commit_group(group)
+            # Whatever queued meanwhile goes next, in this task: a new task would start
+            # two turns of a busy loop later (the done callback, then the task itself).
+            group = self._take() if self._max_wait == 0 else []
+
+    async def _commit_group(self, group: list[tuple[_I, asyncio.Future[_R]]]) -> None:
         self._groups += 1
         self._items += len(group)
         try:
