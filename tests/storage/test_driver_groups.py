@@ -264,6 +264,8 @@ async def test_an_order_changed_after_the_read_sends_the_group_to_the_general_pa
                     ),
                     {"blocker": blocker},
                 )
+                # pg_stat_activity is read once per transaction: end it to look again.
+                await watcher.rollback()
                 if waiting:
                     break
                 await asyncio.sleep(0.01)
