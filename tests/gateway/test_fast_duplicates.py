@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -33,7 +34,7 @@ from wxpaykit.testing.gateway_kit import MerchantKit
 from wxpaykit.testing.notifications import SealedNotification
 
 from .conftest import RowCounts, seed_orders
-from .databases import REDIS_URL
+from .databases import REDIS_URL, migrate_all
 
 V3 = "/notify/v3/{mchid}"
 
@@ -231,7 +232,7 @@ async def test_other_processes_hear_a_commit_and_absorb_its_copies_alone(
             assert answer.status_code == 204
         nonce = copy.headers["Wechatpay-Nonce"]
         # Absorbed from the set: no Redis claim, no database row.
-        assert await redis.exists(f"wxpaykit:nonce:{{{kit.mchid}}}:{nonce}") == 0
+        assert await redis.exists(f"{with_redis.key_prefix}nonce:{{{kit.mchid}}}:{nonce}") == 0
         assert await row_counts() == before
         assert second.duplicates.pending == 1
 
@@ -351,3 +352,42 @@ def test_committed_notifications_forget_the_oldest_first() -> None:
     assert ("m", "b") in committed
     assert ("m", "c") in committed
     assert len(committed) == 2
+
+
+async def test_deployments_sharing_a_redis_database_never_share_committed_markers(
+    tmp_path: Path, settings: GatewaySettings, kit: MerchantKit, redis: Redis
+) -> None:
+    # Two gateways (say staging and production) for one merchant, each with its own
+    # database, on one Redis database. A copy reaching the second one must be recorded
+    # there, not answered as a duplicate of what only the first one recorded.
+    deployments = []
+    for name in ("staging", "production"):
+        url = f"sqlite+aiosqlite:///{tmp_path / name}.db"
+        await migrate_all(url)
+        ledger = SqlLedger.from_url(url)
+        await seed_orders(ledger, kit, ["shared-1"])
+        own = dataclasses.replace(settings, redis_url=REDIS_URL, database_url=url)
+        deployments.append((own, ledger, create_app(own, ledger)))
+    assert deployments[0][0].key_prefix != deployments[1][0].key_prefix
+    notification_id = f"N-shared-{uuid.uuid4().hex}"
+    try:
+        for _own, _ledger, app in deployments:
+            async with app.router.lifespan_context(app), app_client(app) as http:
+                sealed = kit.payment("shared-1", notification_id=notification_id)
+                assert (await notify(http, kit, sealed)).status_code == 204
+                await app.state.intake.drain()
+        states = [
+            await ledger.get_order(kit.mchid, "shared-1") for _own, ledger, _app in deployments
+        ]
+        # Applied in both, each by its own ledger (with one key space, the second
+        # gateway answered its copy as a duplicate and never recorded the payment).
+        assert [order.state if order else None for order in states] == ["SUCCESS", "SUCCESS"]
+        for own, _ledger, _app in deployments:
+            marker = f"{own.key_prefix}done:{{{kit.mchid}}}:{notification_id}"
+            assert await redis.exists(marker) == 1
+    finally:
+        for own, ledger, _app in deployments:
+            keys = [key async for key in redis.scan_iter(match=f"{own.key_prefix}*")]
+            if keys:
+                await redis.delete(*keys)
+            await ledger.aclose()

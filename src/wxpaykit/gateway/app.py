@@ -111,7 +111,10 @@ def create_app(
             # Fail fast: a dead or hung Redis sends claims to the ledger at once.
             redis = fail_fast_redis(settings.redis_url)
             guard = RedisNonceGuard(
-                redis, ledger_guard, tolerance_seconds=settings.tolerance_seconds
+                redis,
+                ledger_guard,
+                tolerance_seconds=settings.tolerance_seconds,
+                key_prefix=settings.key_prefix,
             )
             intake.nonce_guard = guard
             # Other processes' commits join this one's set (committed_feed.py).

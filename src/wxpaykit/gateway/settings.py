@@ -15,6 +15,7 @@ from files or environment variables, never from the TOML text itself, and are he
 
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,6 +53,7 @@ PlatformKeyMode = Literal["files", "auto"]
 _SCALARS: dict[str, type] = {
     "database_url": str,
     "redis_url": str,
+    "redis_key_prefix": str,
     "host": str,
     "port": int,
     "public_url": str,
@@ -100,6 +102,8 @@ class GatewaySettings:
 
     database_url: str = "sqlite+aiosqlite:///wxpaykit.db"
     redis_url: str | None = None
+    #: Prefix of the gateway's Redis keys; None: one derived from ``database_url``.
+    redis_key_prefix: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     #: Where WeChat Pay reaches this gateway, used to build each merchant's notify_url.
@@ -117,6 +121,20 @@ class GatewaySettings:
     embedded_worker: bool | None = None
     #: Bearer token of the dispatch admin API at ``/admin`` (not mounted without one).
     admin_token: str | None = field(default=None, repr=False)
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of the nonce keys and committed markers in Redis.
+
+        By default it names the ledger's database (a digest of ``database_url``): two
+        deployments sharing one Redis database must not share committed markers, or
+        one would answer a copy as a duplicate of a notification only the other has
+        recorded, and never record it itself.
+        """
+        if self.redis_key_prefix:
+            return self.redis_key_prefix
+        tag = hashlib.sha256(self.database_url.encode()).hexdigest()[:12]
+        return f"wxpaykit:{tag}:"
 
     @property
     def runs_embedded_worker(self) -> bool:

@@ -17,6 +17,9 @@ STARTER_CONFIG = """\
 database_url = "sqlite:///wxpaykit.db"
 # Optional: replay-guard nonces in Redis (SET NX EX) instead of the database.
 # redis_url = "redis://127.0.0.1:6379/0"
+# Prefix of the Redis keys; by default one derived from database_url, so deployments
+# sharing a Redis database never share nonces or committed markers.
+# redis_key_prefix = "wxpaykit:prod:"
 host = "127.0.0.1"
 port = 8000
 # The public HTTPS address WeChat Pay reaches; notify_url = <public_url>/notify/v3/<mchid>
