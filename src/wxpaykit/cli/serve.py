@@ -82,7 +82,7 @@ def serve(
         "log_level": settings.log_level,
     }
     if balanced_workers_supported(workers, bind_port):
-        # Each worker on its own SO_REUSEPORT socket: connections spread evenly (workers.py).
+        # Each worker on its own SO_REUSEPORT socket: the kernel spreads connections (workers.py).
         try:
             code = run_balanced_workers(workers, options)
         except OSError as exc:  # the port is taken, or the address is not ours

@@ -34,11 +34,9 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.asyncio.connection import AbstractConnection
 
-    from wxpaykit.gateway.redis_wire import Address, Pipe
+    from wxpaykit.gateway.redis_wire import Address, Pending, Pipe
 
 __all__ = ["RedisBatcher", "listen"]
-
-_Pending = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
 
 
 class RedisBatcher:
@@ -47,7 +45,7 @@ class RedisBatcher:
     def __init__(self, redis: Redis, *, max_batch: int = 256) -> None:
         self._redis = redis
         self._max_batch = max_batch
-        self._queue: list[_Pending] = []
+        self._queue: list[Pending] = []
         self._flush_scheduled = False
         self._address = _lean(redis)
         self._pipe: Pipe | None = None
@@ -142,7 +140,7 @@ class RedisBatcher:
         finally:
             self._sender = None
 
-    async def _send_through_pool(self, batch: list[_Pending]) -> None:
+    async def _send_through_pool(self, batch: list[Pending]) -> None:
         from redis.exceptions import ResponseError
 
         self._batches += 1

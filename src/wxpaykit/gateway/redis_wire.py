@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Address", "Pipe", "Subscriber", "lean_address", "listen_lean"]
 
+#: A queued command and the future its reply goes to.
 Pending = tuple[tuple[Any, ...], "asyncio.Future[Any]"]
 _DEFAULT_TIMEOUT = 5.0
 

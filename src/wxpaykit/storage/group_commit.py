@@ -56,11 +56,6 @@ class GroupCommitter(Generic[_I, _R]):
         """Items per group so far (a metric: 1.0 means no batching happened)."""
         return self._items / self._groups if self._groups else 0.0
 
-    @property
-    def waiting(self) -> int:
-        """Items queued for a later group."""
-        return len(self._queue)
-
     async def submit(self, item: _I) -> _R:
         """Queue ``item``; return its result once its group's batch function returned."""
         future: asyncio.Future[_R] = asyncio.get_running_loop().create_future()
