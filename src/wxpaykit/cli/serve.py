@@ -80,6 +80,9 @@ def serve(
         "port": bind_port,
         "access_log": False,  # the gateway logs every request itself, as JSON
         "log_level": settings.log_level,
+        # The gateway reads neither the client's address nor the scheme, so uvicorn's
+        # X-Forwarded-* rewriting would be a middleware on every notification for nothing.
+        "proxy_headers": False,
     }
     if balanced_workers_supported(workers, bind_port):
         # Each worker on its own SO_REUSEPORT socket: the kernel spreads connections (workers.py).

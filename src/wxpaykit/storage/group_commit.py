@@ -5,7 +5,13 @@ its own transaction costs a BEGIN, a COMMIT (a WAL flush) and a pooled connectio
 notification. :class:`GroupCommitter` queues concurrent submissions and hands them to
 a batch function in groups of at most ``max_items``, with at most ``max_in_flight``
 groups running at once. A lone caller is not delayed: when a slot is free its group
-starts at once (``max_wait_ms`` can trade a little latency for bigger groups).
+starts at the next turn of the event loop (``max_wait_ms`` can trade a little latency
+for bigger groups).
+
+A group is taken when its task first runs, not when the first caller submits: callers
+woken by one event (a batch of Redis replies, say, resolves all their futures in one
+callback) submit one after another in the same turn, and they all join one group
+instead of the first one committing alone while the others wait for it.
 
 The batch function decides how a group is committed; the committer only promises that
 each caller's ``submit`` returns (or raises) exactly what the batch function reported
@@ -73,12 +79,13 @@ class GroupCommitter(Generic[_I, _R]):
     def _start_groups(self) -> None:
         loop = asyncio.get_running_loop()
         while self._queue and len(self._in_flight) < self._max_in_flight and not self._gathering:
-            if self._max_wait > 0 and len(self._queue) < self._max_items:
-                # Wait for company; the group is taken when the wait ends.
+            if len(self._queue) >= self._max_items:
+                task = loop.create_task(self._run_group(self._take()))
+            else:
+                # The group is taken when the task runs (after the wait, if any), so it
+                # holds whatever else was submitted meanwhile (see the module docstring).
                 self._gathering = True
                 task = loop.create_task(self._run_group(None))
-            else:
-                task = loop.create_task(self._run_group(self._take()))
             self._in_flight.add(task)
             task.add_done_callback(self._group_done)
 
@@ -95,7 +102,8 @@ class GroupCommitter(Generic[_I, _R]):
     async def _run_group(self, taken: list[tuple[_I, asyncio.Future[_R]]] | None) -> None:
         if taken is None:
             try:
-                await asyncio.sleep(self._max_wait)
+                if self._max_wait > 0:
+                    await asyncio.sleep(self._max_wait)
             finally:
                 self._gathering = False
             taken = self._take()
