@@ -90,5 +90,5 @@ async def test_max_wait_gathers_callers_that_arrive_within_it() -> None:
         await asyncio.sleep(0.01)
         return await committer.submit(item)
 
-    assert await asyncio.gather(committer.submit(0), late(1)) == [0, 1]
+    assert list(await asyncio.gather(committer.submit(0), late(1))) == [0, 1]
     assert recorder.groups == [[0, 1]]
