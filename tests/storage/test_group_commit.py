@@ -73,7 +73,7 @@ async def test_concurrent_callers_share_transactions_and_keep_their_outcomes(
 
     results = await asyncio.gather(*(sharing.record_notification(item) for item in items))
 
-    assert sharing.average_group_size > 1  # the first alone, the rest in one group
+    assert sharing.average_group_size > 1  # submitted in one turn: one group
     assert Counter(result.outcome for result in results) == {
         RecordOutcome.APPLIED: 3,
         RecordOutcome.DUPLICATE: 1,

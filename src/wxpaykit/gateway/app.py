@@ -36,7 +36,7 @@ from wxpaykit.gateway.nonce import (
 from wxpaykit.gateway.settings import GatewaySettings
 from wxpaykit.storage.base import Ledger
 
-__all__ = ["ReadyCheck", "app_from_env", "create_app"]
+__all__ = ["ReadyCheck", "app_from_env", "create_app", "warm_up_or_log"]
 
 #: Raises (any exception, with a human message) when the gateway must not take traffic.
 ReadyCheck = Callable[[], Awaitable[None]]
@@ -125,6 +125,7 @@ def create_app(
                 channel=feed_channel(guard.key_prefix, settings.database_url),
             )
             intake.committed_feed = feed
+            await warm_up_or_log("redis", guard.warm_up)
         for hook in on_startup or ():
             await hook()
         try:
@@ -163,6 +164,15 @@ def create_app(
     app.state.metrics = metrics
     app.state.intake = intake
     return app
+
+
+async def warm_up_or_log(what: str, warm: Hook) -> None:
+    """Open connections before the first request needs them; a failure is only logged
+    (the request path copes with a down service on its own, and /readyz reports it)."""
+    try:
+        await warm()
+    except Exception as exc:
+        _log.warning("warm_up_failed", what=what, error=type(exc).__name__)
 
 
 def app_from_env() -> Starlette:

@@ -197,6 +197,12 @@ class RedisNonceGuard:
         """The prefix of every key (and channel) this guard uses."""
         return self._prefix
 
+    async def warm_up(self) -> None:
+        """Connect the pipeline and load the claim script now, at start-up, so the first
+        claims neither wait for a connection nor meet ``NOSCRIPT`` on a fresh Redis."""
+        await self._redis.script_load(_CLAIM_SCRIPT)
+        await self._batch.execute("PING")
+
     async def claim(
         self, mchid: str, nonce: str, body: bytes, *, now_ms: int, notification_id: str = ""
     ) -> NonceTicket:

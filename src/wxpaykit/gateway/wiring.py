@@ -21,7 +21,7 @@ from starlette.applications import Starlette
 
 from wxpaykit.client.async_client import AsyncWeChatPay
 from wxpaykit.dispatch.worker import Worker
-from wxpaykit.gateway.app import create_app
+from wxpaykit.gateway.app import create_app, warm_up_or_log
 from wxpaykit.gateway.logs import configure_logging
 from wxpaykit.gateway.orders import order_routes
 from wxpaykit.gateway.settings import GatewaySettings
@@ -131,6 +131,8 @@ def build_app(settings: GatewaySettings, *, ledger: SqlLedger | None = None) -> 
             raise RuntimeError("database unreachable or schema not at the latest migration")
 
     async def start_housekeeping() -> None:
+        # Connections and prepared statements before the first notification needs them.
+        await warm_up_or_log("database", sql_ledger.warm_up)
         for mchid in auto:
             await clients[mchid].refresh_platform_keys()
             housekeeping.append(asyncio.create_task(_refresh_keys(clients[mchid], mchid)))

@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.engine import Row
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -214,6 +214,17 @@ class SqlLedger:
     def average_group_size(self) -> float:
         """Notifications per group-commit transaction so far (1.0: no batching); a metric."""
         return self._group.average_group_size if self._group is not None else 1.0
+
+    async def warm_up(self) -> None:
+        """Connect now, and on PostgreSQL prepare the group statements, so the first
+        notifications after a start do not wait for it (see
+        :meth:`~wxpaykit.storage.pg_groups.DriverGroups.warm_up`). Raises what the
+        driver raises when the database cannot be reached."""
+        if self._driver_groups is not None:
+            await self._driver_groups.warm_up()
+            return
+        async with self._engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
 
     async def aclose(self) -> None:
         """Finish queued notifications, then close every pooled connection."""

@@ -202,6 +202,34 @@ class DriverGroups:
         self.groups += 1
         return results
 
+    async def warm_up(self) -> None:
+        """Open the kept connection and prepare both statements now, at start-up.
+
+        Otherwise the first group after a start pays for them while its notifications
+        wait: a connection, asyncpg's introspection of the array types, and PostgreSQL
+        parsing and planning both statements (measured in the benchmark: 30-55 ms for
+        the first group of each process, 3-5 ms for the next). Both run on empty
+        arrays, which read and write nothing. The connection then goes back to the pool
+        after ``idle_seconds`` like any other, its prepared statements with it.
+        """
+        if self._idle:
+            return
+        connection = await self._engine.connect()
+        healthy = False
+        try:
+            driver = (await connection.get_raw_connection()).driver_connection
+            if driver is None:  # pragma: no cover - an open pooled connection has one
+                return
+            await driver.fetch(READ_ORDERS, "", [])
+            await driver.fetchrow(_RECORD, *self._record_arguments([], {}, {}, [], 0))
+            healthy = True
+        finally:
+            if healthy:
+                self._idle.append(connection)
+                self._release_when_idle()
+            else:
+                await _discard(connection)
+
     async def aclose(self) -> None:
         """Give the kept connections back (before the engine is disposed)."""
         if self._release is not None:
