@@ -24,9 +24,11 @@ Each system runs its uvicorn workers (httptools + uvloop) on its own fresh datab
 Afterwards, from each database: orders paid, notifications recorded, events written and
 double applications (orders with more than one event); the run fails if wxpaykit did
 not apply each recorded notification's order exactly once. ``--rounds N`` repeats the
-whole comparison (fresh databases, requests signed anew) and ends with the medians
-and ranges of the ratios: on a shared 2-core machine one round can be a fifth off. The machine's load average
-is printed next to the figures: on a shared machine only the in-run ratio means much.
+whole comparison (fresh databases, requests signed anew; every other round the
+baseline runs first, so drift in the machine's speed favours neither) and ends with
+the medians and ranges of the ratios: on a shared 2-core machine one round can be a
+fifth off. The machine's load average is printed next to the figures: on a shared
+machine only the in-run ratio means much.
 """
 
 from __future__ import annotations
@@ -525,15 +527,19 @@ def main() -> None:
     for number in range(1, args.rounds + 1):
         if args.rounds > 1:
             print(f"\n=== round {number} of {args.rounds} ===")
-        summaries.append(report(one_round(args), args))
+        summaries.append(report(one_round(args, baseline_first=number % 2 == 0), args))
     if args.rounds > 1:
         summarize(summaries)
     if not all(summary["exactly_once"] for summary in summaries):
         sys.exit(1)
 
 
-def one_round(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
-    """Fresh databases, requests signed now, then the three systems one after another."""
+def one_round(args: argparse.Namespace, *, baseline_first: bool) -> dict[str, dict[str, Any]]:
+    """Fresh databases, requests signed now, then the three systems one after another.
+
+    Every other round runs the baseline before wxpaykit: this machine's speed drifts
+    over minutes, and a fixed order would hand the same side of the drift to one system.
+    """
     folder = Path(tempfile.mkdtemp(prefix="wxpaykit-bench-"))
     kit = MerchantKit()
     merchant_cert = generate_certificate(kit.mchid, organization="Merchant")
@@ -570,36 +576,45 @@ def one_round(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         script.write_text(WRK_SCRIPT)
         results: dict[str, dict[str, Any]] = {}
         ours = ["--factory", "wxpaykit.gateway.app:app_from_env"]
-        results["wxpaykit"] = measure(
-            "ours",
-            serve_argv if args.server == "serve" else functools.partial(uvicorn_argv, ours),
-            {"WXPAYKIT_CONFIG": str(config)},
-            files["ours"],
-            script,
-            folder,
-            args,
-            args.workers,
-        )
-        results["baseline"] = measure(
-            "baseline",
-            functools.partial(uvicorn_argv, ["--app-dir", "benchmarks", "baseline_app:app"]),
-            {
-                "BASELINE_MCHID": kit.mchid,
-                "BASELINE_APPID": kit.appid,
-                "BASELINE_PRIVATE_KEY_FILE": str(secrets_dir / f"{kit.mchid}_apiclient_key.pem"),
-                "BASELINE_CERT_SERIAL": merchant_cert.serial_no,
-                "BASELINE_APIV3_KEY_FILE": str(secrets_dir / f"{kit.mchid}_apiv3.key"),
-                "BASELINE_PUBLIC_KEY_FILE": str(secrets_dir / f"{kit.mchid}_pub_key.pem"),
-                "BASELINE_PUBLIC_KEY_ID": kit.public_key_id,
-                "BASELINE_DATABASE_URL": base_url,
-                "BASELINE_REDIS_URL": REDIS,
-            },
-            files["baseline"],
-            script,
-            folder,
-            args,
-            args.baseline_workers,
-        )
+
+        def run_ours() -> None:
+            results["wxpaykit"] = measure(
+                "ours",
+                serve_argv if args.server == "serve" else functools.partial(uvicorn_argv, ours),
+                {"WXPAYKIT_CONFIG": str(config)},
+                files["ours"],
+                script,
+                folder,
+                args,
+                args.workers,
+            )
+
+        def run_baseline() -> None:
+            results["baseline"] = measure(
+                "baseline",
+                functools.partial(uvicorn_argv, ["--app-dir", "benchmarks", "baseline_app:app"]),
+                {
+                    "BASELINE_MCHID": kit.mchid,
+                    "BASELINE_APPID": kit.appid,
+                    "BASELINE_PRIVATE_KEY_FILE": str(
+                        secrets_dir / f"{kit.mchid}_apiclient_key.pem"
+                    ),
+                    "BASELINE_CERT_SERIAL": merchant_cert.serial_no,
+                    "BASELINE_APIV3_KEY_FILE": str(secrets_dir / f"{kit.mchid}_apiv3.key"),
+                    "BASELINE_PUBLIC_KEY_FILE": str(secrets_dir / f"{kit.mchid}_pub_key.pem"),
+                    "BASELINE_PUBLIC_KEY_ID": kit.public_key_id,
+                    "BASELINE_DATABASE_URL": base_url,
+                    "BASELINE_REDIS_URL": REDIS,
+                },
+                files["baseline"],
+                script,
+                folder,
+                args,
+                args.baseline_workers,
+            )
+
+        for run in (run_baseline, run_ours) if baseline_first else (run_ours, run_baseline):
+            run()
         # Same uvicorn, no work at all: the part of every figure no handler can remove.
         results["floor"] = measure(
             "floor",
