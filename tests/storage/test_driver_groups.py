@@ -21,6 +21,7 @@ from sqlalchemy import func, select, text, update
 
 from tests.storage.builders import order, payment, refund
 from tests.storage.conftest import FakeClock, Target
+from wxpaykit.storage import dialects
 from wxpaykit.storage.base import RecordOutcome, RecordResult
 from wxpaykit.storage.events import EVENTS_CHANNEL, event_fanout, events
 from wxpaykit.storage.ledger import SqlLedger
@@ -387,3 +388,42 @@ async def test_warm_up_prepares_the_group_statements_and_writes_nothing(
     await own_ledger.record_notifications_batch([payment(mchid, "WARM")])
     assert own_ledger.direct_groups == (1, 0)
     assert (await snapshot(own_ledger, mchid))["orders"] == {"WARM": ("SUCCESS", 1)}
+
+
+async def test_the_kept_connection_plans_once_and_goes_back_to_the_pool_as_it_came(
+    target: Target, clock: FakeClock, mchid: str
+) -> None:
+    # One pooled connection, so the one the driver path gives back is the one read after.
+    ledger = SqlLedger(
+        dialects.create_engine(target.url, pool_size=1, max_overflow=0, schema=target.schema),
+        clock=clock,
+    )
+    try:
+        names = [f"P{i}" for i in range(8)]
+        for name in names:
+            await ledger.create_order(order(mchid, name))
+        for name in names:  # eight groups: past the five custom plans PostgreSQL tries first
+            await ledger.record_notifications_batch([payment(mchid, name)])
+        assert ledger.direct_groups == (8, 0)
+        kept = ledger._driver_groups._idle  # type: ignore[union-attr]
+        driver = (await kept[0].get_raw_connection()).driver_connection
+        assert driver is not None
+        prepared = await driver.fetch(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"
+        )
+        plans = [
+            row
+            for row in prepared
+            if "CROSS JOIN LATERAL" in row["statement"]  # the order read
+            or "INSERT INTO notifications (" in row["statement"]  # the record statement
+        ]
+        assert len(plans) == 2
+        assert all(row["custom_plans"] == 0 and row["generic_plans"] == 8 for row in plans)
+
+        pool = ledger.engine.pool
+        await _wait_for(lambda: pool.checkedout() == 0)  # type: ignore[attr-defined]
+        async with ledger.engine.connect() as pooled:
+            mode = await pooled.scalar(text("SHOW plan_cache_mode"))
+        assert mode == "auto"
+    finally:
+        await ledger.aclose()
