@@ -6,11 +6,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import socket
+import time
 
 import httpx
 from redis.asyncio import Redis
 
-from wxpaykit.gateway.app import create_app
+from wxpaykit.gateway.app import create_app, warm_up_or_log
 from wxpaykit.gateway.nonce import _CLAIM_SCRIPT, RedisNonceGuard
 from wxpaykit.gateway.settings import GatewaySettings
 from wxpaykit.gateway.wiring import build_app
@@ -69,3 +70,20 @@ async def test_start_up_loads_the_claim_script_and_connects_to_redis(
         # pipeline's connection is open (a PING went over it).
         assert await redis.script_exists(sha) == [True]
         assert guard.batcher.average_batch == 1.0
+
+
+async def test_a_database_that_never_answers_holds_start_up_only_for_the_warm_up_timeout() -> None:
+    # The kernel completes the TCP handshake on a listening socket nobody accepts from:
+    # the driver's connection then waits for a server that never speaks (as behind a
+    # firewall that drops packets), for up to a minute without the timeout.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        ledger = SqlLedger.from_url(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test")
+        started = time.monotonic()
+        await warm_up_or_log("database", ledger.warm_up, timeout_seconds=0.3)
+        waited = time.monotonic() - started
+        await ledger.aclose()
+
+    assert 0.3 <= waited < 5

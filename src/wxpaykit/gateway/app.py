@@ -10,6 +10,7 @@ entry point that reads :meth:`GatewaySettings.from_env`, opens the SQL ledger na
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -166,11 +167,20 @@ def create_app(
     return app
 
 
-async def warm_up_or_log(what: str, warm: Hook) -> None:
-    """Open connections before the first request needs them; a failure is only logged
-    (the request path copes with a down service on its own, and /readyz reports it)."""
+#: How long start-up waits for a warm-up (a host that drops packets would otherwise
+#: hold it for the driver's connect timeout: a minute for asyncpg).
+WARM_UP_SECONDS = 5.0
+
+
+async def warm_up_or_log(
+    what: str, warm: Hook, *, timeout_seconds: float = WARM_UP_SECONDS
+) -> None:
+    """Open connections before the first request needs them; a failure or a timeout is
+    only logged (the request path copes with a down service on its own, and /readyz
+    reports it)."""
     try:
-        await warm()
+        async with asyncio.timeout(timeout_seconds):
+            await warm()
     except Exception as exc:
         _log.warning("warm_up_failed", what=what, error=type(exc).__name__)
 
