@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -106,3 +107,23 @@ async def redis() -> AsyncIterator[Redis]:
 def wxpaykit_command(*arguments: str) -> list[str]:
     """The ``wxpaykit`` CLI with ``arguments``, run by this interpreter (for subprocesses)."""
     return [sys.executable, "-c", "from wxpaykit.cli.main import main; main()", *arguments]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers (a hung server): the kernel
+    completes the handshake on a listening socket nobody accepts from."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    try:
+        yield int(server.getsockname()[1])
+    finally:
+        server.close()

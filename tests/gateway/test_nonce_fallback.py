@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -18,30 +16,14 @@ from wxpaykit.gateway.nonce import (
 )
 from wxpaykit.storage.ledger import SqlLedger
 
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A port that accepts connections and never answers (a hung Redis)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    try:
-        yield int(server.getsockname()[1])
-    finally:
-        server.close()
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from .conftest import free_port
 
 
 @pytest.mark.parametrize("kind", ["down", "hung"])
 async def test_claims_fall_back_to_the_ledger(
     ledger: SqlLedger, kind: str, request: pytest.FixtureRequest
 ) -> None:
-    port = request.getfixturevalue("silent_port") if kind == "hung" else closed_port()
+    port = request.getfixturevalue("silent_port") if kind == "hung" else free_port()
     redis = fail_fast_redis(f"redis://127.0.0.1:{port}/0", timeout_seconds=0.3)
     guard = RedisNonceGuard(
         redis, LedgerNonceGuard(ledger, tolerance_seconds=300), tolerance_seconds=300

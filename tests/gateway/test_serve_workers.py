@@ -27,17 +27,11 @@ from wxpaykit.cli.workers import bind_reuse_port
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
 
-from .conftest import wxpaykit_command
+from .conftest import free_port, wxpaykit_command
 from .databases import migrate_all
 
 STARTUP_SECONDS = 60.0
 CONNECTIONS = 24
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def children(pid: int) -> set[int]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import socket
 import time
 
 import httpx
@@ -18,20 +17,14 @@ from wxpaykit.gateway.wiring import build_app
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
 
+from .conftest import free_port
 from .databases import REDIS_URL
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_a_gateway_whose_database_is_down_starts_and_reports_not_ready() -> None:
     kit = MerchantKit()
     settings = GatewaySettings(
-        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{closed_port()}/test",
+        database_url=f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/test",
         merchants=(kit.merchant_settings(),),
         log_level="error",
     )
@@ -72,18 +65,15 @@ async def test_start_up_loads_the_claim_script_and_connects_to_redis(
         assert guard.batcher.average_batch == 1.0
 
 
-async def test_a_database_that_never_answers_holds_start_up_only_for_the_warm_up_timeout() -> None:
-    # The kernel completes the TCP handshake on a listening socket nobody accepts from:
-    # the driver's connection then waits for a server that never speaks (as behind a
+async def test_a_database_that_never_answers_holds_start_up_only_for_the_warm_up_timeout(
+    silent_port: int,
+) -> None:
+    # The driver's connection waits for a server that never speaks (as behind a
     # firewall that drops packets), for up to a minute without the timeout.
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        port = silent.getsockname()[1]
-        ledger = SqlLedger.from_url(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/test")
-        started = time.monotonic()
-        await warm_up_or_log("database", ledger.warm_up, timeout_seconds=0.3)
-        waited = time.monotonic() - started
-        await ledger.aclose()
+    ledger = SqlLedger.from_url(f"postgresql+asyncpg://postgres@127.0.0.1:{silent_port}/test")
+    started = time.monotonic()
+    await warm_up_or_log("database", ledger.warm_up, timeout_seconds=0.3)
+    waited = time.monotonic() - started
+    await ledger.aclose()
 
     assert 0.3 <= waited < 5

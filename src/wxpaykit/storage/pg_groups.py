@@ -204,11 +204,7 @@ class DriverGroups:
             self.declined += 1
             return None
         finally:
-            if not healthy:
-                await _discard(connection)
-            else:
-                self._idle.append(connection)
-                self._release_when_idle()
+            await self._keep_or_discard(connection, healthy=healthy)
         self.groups += 1
         return results
 
@@ -234,11 +230,7 @@ class DriverGroups:
             await driver.fetchrow(_RECORD, *self._record_arguments([], {}, {}, [], 0))
             healthy = True
         finally:
-            if healthy:
-                self._idle.append(connection)
-                self._release_when_idle()
-            else:
-                await _discard(connection)
+            await self._keep_or_discard(connection, healthy=healthy)
 
     async def aclose(self) -> None:
         """Give the kept connections back (before the engine is disposed)."""
@@ -261,6 +253,14 @@ class DriverGroups:
             await _discard(connection)
             raise
         return connection
+
+    async def _keep_or_discard(self, connection: AsyncConnection, *, healthy: bool) -> None:
+        """Keep a usable connection for the next group; drop one that failed."""
+        if healthy:
+            self._idle.append(connection)
+            self._release_when_idle()
+        else:
+            await _discard(connection)
 
     def _release_when_idle(self) -> None:
         """Give the kept connections back once no group used them for ``idle_seconds``
