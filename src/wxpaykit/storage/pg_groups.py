@@ -182,7 +182,7 @@ class DriverGroups:
             return None
         healthy = False
         try:
-            driver = (await connection.get_raw_connection()).driver_connection
+            driver = await _driver_of(connection)
             if driver is None:  # pragma: no cover - an open pooled connection has one
                 raise NeedsGeneralPath
             results, earlier = await self._record_in(driver, items, now_ms)
@@ -223,7 +223,7 @@ class DriverGroups:
         connection = await self._checkout()
         healthy = False
         try:
-            driver = (await connection.get_raw_connection()).driver_connection
+            driver = await _driver_of(connection)
             if driver is None:  # pragma: no cover - an open pooled connection has one
                 return
             await driver.fetch(READ_ORDERS, "", [])
@@ -246,7 +246,7 @@ class DriverGroups:
         """A pooled connection, set to plan the driver path's statements once."""
         connection = await self._engine.connect()
         try:
-            driver = (await connection.get_raw_connection()).driver_connection
+            driver = await _driver_of(connection)
             if driver is not None:
                 await driver.execute(_PLAN_ONCE)
         except BaseException:
@@ -413,10 +413,15 @@ async def _count_copies(driver: Any, counts: dict[tuple[str, str], int]) -> bool
     return True
 
 
+async def _driver_of(connection: AsyncConnection) -> Any:
+    """The asyncpg connection under a pooled SQLAlchemy one (None if it has none)."""
+    return (await connection.get_raw_connection()).driver_connection
+
+
 async def _give_back(connection: AsyncConnection) -> None:
     """Return a kept connection to the pool with the planner setting it had before."""
     try:
-        driver = (await connection.get_raw_connection()).driver_connection
+        driver = await _driver_of(connection)
         if driver is not None:
             await driver.execute(_PLAN_AS_USUAL)
     except Exception as exc:  # broken meanwhile: it must not go back to the pool
