@@ -63,7 +63,11 @@ async def snapshot(ledger: SqlLedger, mchid: str) -> dict[str, Any]:
         )
         raw = await connection.scalar(
             select(func.count())
-            .select_from(raw_requests.join(notifications))
+            .select_from(
+                raw_requests.join(
+                    notifications, notifications.c.id == raw_requests.c.notification_pk
+                )
+            )
             .where(notifications.c.mchid == mchid)
         )
         refund_rows = {

@@ -19,7 +19,8 @@ The ledger's tables (the outbox ``events`` lives in :mod:`wxpaykit.storage.event
     exactly-once guard. ``outcome`` is a :class:`~wxpaykit.storage.base.RecordOutcome`.
 ``raw_requests``
     Headers and body exactly as received (the APIv3 body is still AES-GCM ciphertext),
-    deleted after the retention period by :mod:`wxpaykit.storage.retention`.
+    one per notification (``notification_pk``), deleted after the retention period by
+    :mod:`wxpaykit.storage.retention`.
 ``inbound_dead_letters``
     Verified notifications whose processing raised, kept to be re-driven.
 ``seen_nonces``
@@ -37,7 +38,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -151,13 +151,9 @@ raw_requests = Table(
     "raw_requests",
     metadata,
     Column("id", BigIntegerKey, primary_key=True, autoincrement=True),
-    Column(
-        "notification_pk",
-        BigInteger,
-        ForeignKey("notifications.id", ondelete="CASCADE"),
-        nullable=False,
-        unique=True,
-    ),
+    # notifications.id, without a foreign key (migration 0004): the row is written in
+    # its notification's transaction, and notification rows are never deleted.
+    Column("notification_pk", BigInteger, nullable=False, unique=True),
     Column("headers", Text, nullable=False),  # JSON object, names as received
     Column("body", RawBody, nullable=False),
     Column("received_at_ms", BigInteger, nullable=False),
