@@ -1,11 +1,12 @@
-"""PostgreSQL: leave room in the pages of ``orders`` and ``notifications`` for updates.
+"""PostgreSQL: leave room in the pages of ``orders``, ``refunds`` and ``notifications``
+for updates.
 
 Revision ID: 0003_fillfactor
 Revises: 0002_dispatch
 
-Both tables are written once and then updated a few times: an order when it is paid
-(and refunded), a notification when copies of it add to ``duplicate_count``. None of
-those updates touches an indexed column, so PostgreSQL can keep the new row version on
+The three tables are written once and then updated a few times: an order when it is
+paid (and refunded), a refund when it succeeds or fails, a notification when copies of
+it add to ``duplicate_count``. None of those updates touches an indexed column, so PostgreSQL can keep the new row version on
 the same page without new index entries (a HOT update), but only when the page has
 room; at the default fillfactor of 100 a page is filled to the brim on insert, and
 every such update then also inserts into each of the table's indexes. At 80 the first
@@ -25,7 +26,7 @@ down_revision: str | None = "0002_dispatch"
 branch_labels: str | None = None
 depends_on: str | None = None
 
-_TABLES = ("orders", "notifications")
+_TABLES = ("orders", "refunds", "notifications")
 FILLFACTOR = 80
 
 
