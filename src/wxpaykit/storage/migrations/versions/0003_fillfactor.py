@@ -6,11 +6,11 @@ Revises: 0002_dispatch
 
 The three tables are written once and then updated a few times: an order when it is
 paid (and refunded), a refund when it succeeds or fails, a notification when copies of
-it add to ``duplicate_count``. None of those updates touches an indexed column, so PostgreSQL can keep the new row version on
-the same page without new index entries (a HOT update), but only when the page has
-room; at the default fillfactor of 100 a page is filled to the brim on insert, and
-every such update then also inserts into each of the table's indexes. At 80 the first
-updates of a row stay on its page.
+it add to ``duplicate_count``. None of those updates touches an indexed column, so
+PostgreSQL can keep the new row version on the same page without new index entries
+(a HOT update), but only when the page has room; at the default fillfactor of 100 a
+page is filled to the brim on insert, and every such update then also inserts into
+each of the table's indexes. At 80 the first updates of a row stay on its page.
 
 Only pages written after this revision are filled to 80 % (``VACUUM FULL`` rewrites
 old ones, and is not needed for correctness). SQLite and MySQL/MariaDB update rows in
