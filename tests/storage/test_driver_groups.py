@@ -378,7 +378,7 @@ async def test_warm_up_prepares_the_group_statements_and_writes_nothing(
     # statements prepared on the server.
     kept = own_ledger._driver_groups._idle  # type: ignore[union-attr]
     assert len(kept) == 1
-    driver = (await kept[0].get_raw_connection()).driver_connection
+    _connection, driver = kept[0]
     assert driver is not None
     prepared = [
         row[0] for row in await driver.fetch("SELECT statement FROM pg_prepared_statements")
@@ -410,7 +410,7 @@ async def test_the_kept_connection_plans_once_and_goes_back_to_the_pool_as_it_ca
             await ledger.record_notifications_batch([payment(mchid, name)])
         assert ledger.direct_groups == (8, 0)
         kept = ledger._driver_groups._idle  # type: ignore[union-attr]
-        driver = (await kept[0].get_raw_connection()).driver_connection
+        _connection, driver = kept[0]
         assert driver is not None
         prepared = await driver.fetch(
             "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements"

@@ -154,7 +154,9 @@ class DriverGroups:
     ) -> None:
         self._engine = engine
         self._count_duplicates = count_duplicates
-        self._idle: list[AsyncConnection] = []
+        # Kept connections, each with the asyncpg connection under it (looked up once:
+        # SQLAlchemy hands it out through a greenlet switch).
+        self._idle: list[tuple[AsyncConnection, Any]] = []
         self._idle_seconds = idle_seconds
         self._last_used = 0.0
         self._release: asyncio.TimerHandle | None = None
@@ -175,16 +177,13 @@ class DriverGroups:
             self.declined += 1
             return None
         try:
-            connection = self._idle.pop() if self._idle else await self._checkout()
+            connection, driver = self._idle.pop() if self._idle else await self._checkout()
         except Exception as exc:  # the general path meets it again, and reports it
             _log.warning("driver_group_no_connection", error=type(exc).__name__)
             self.declined += 1
             return None
         healthy = False
         try:
-            driver = await _driver_of(connection)
-            if driver is None:  # pragma: no cover - an open pooled connection has one
-                raise NeedsGeneralPath
             results, earlier = await self._record_in(driver, items, now_ms)
             # Committed: from here on nothing may send the group to the general path,
             # which would answer its notifications as duplicates of themselves.
@@ -204,7 +203,7 @@ class DriverGroups:
             self.declined += 1
             return None
         finally:
-            await self._keep_or_discard(connection, healthy=healthy)
+            await self._keep_or_discard(connection, driver, healthy=healthy)
         self.groups += 1
         return results
 
@@ -220,17 +219,14 @@ class DriverGroups:
         """
         if self._idle:
             return
-        connection = await self._checkout()
+        connection, driver = await self._checkout()
         healthy = False
         try:
-            driver = await _driver_of(connection)
-            if driver is None:  # pragma: no cover - an open pooled connection has one
-                return
             await driver.fetch(READ_ORDERS, "", [])
             await driver.fetchrow(_RECORD, *self._record_arguments([], {}, {}, [], 0))
             healthy = True
         finally:
-            await self._keep_or_discard(connection, healthy=healthy)
+            await self._keep_or_discard(connection, driver, healthy=healthy)
 
     async def aclose(self) -> None:
         """Give the kept connections back (before the engine is disposed)."""
@@ -240,24 +236,28 @@ class DriverGroups:
         if self._releasing:
             await asyncio.wait(set(self._releasing))
         while self._idle:
-            await _give_back(self._idle.pop())
+            await _give_back(*self._idle.pop())
 
-    async def _checkout(self) -> AsyncConnection:
-        """A pooled connection, set to plan the driver path's statements once."""
+    async def _checkout(self) -> tuple[AsyncConnection, Any]:
+        """A pooled connection and its asyncpg connection, set to plan the driver
+        path's statements once."""
         connection = await self._engine.connect()
         try:
-            driver = await _driver_of(connection)
-            if driver is not None:
-                await driver.execute(_PLAN_ONCE)
+            driver = (await connection.get_raw_connection()).driver_connection
+            if driver is None:  # pragma: no cover - an open pooled connection has one
+                raise RuntimeError("the pooled connection has no driver connection")
+            await driver.execute(_PLAN_ONCE)
         except BaseException:
             await _discard(connection)
             raise
-        return connection
+        return connection, driver
 
-    async def _keep_or_discard(self, connection: AsyncConnection, *, healthy: bool) -> None:
+    async def _keep_or_discard(
+        self, connection: AsyncConnection, driver: Any, *, healthy: bool
+    ) -> None:
         """Keep a usable connection for the next group; drop one that failed."""
         if healthy:
-            self._idle.append(connection)
+            self._idle.append((connection, driver))
             self._release_when_idle()
         else:
             await _discard(connection)
@@ -278,8 +278,8 @@ class DriverGroups:
             self._release = loop.call_later(remaining, self._release_due)
             return
         idle, self._idle = self._idle, []
-        for connection in idle:
-            task = loop.create_task(_give_back(connection))
+        for connection, driver in idle:
+            task = loop.create_task(_give_back(connection, driver))
             self._releasing.add(task)
             task.add_done_callback(self._releasing.discard)
 
@@ -413,17 +413,10 @@ async def _count_copies(driver: Any, counts: dict[tuple[str, str], int]) -> bool
     return True
 
 
-async def _driver_of(connection: AsyncConnection) -> Any:
-    """The asyncpg connection under a pooled SQLAlchemy one (None if it has none)."""
-    return (await connection.get_raw_connection()).driver_connection
-
-
-async def _give_back(connection: AsyncConnection) -> None:
+async def _give_back(connection: AsyncConnection, driver: Any) -> None:
     """Return a kept connection to the pool with the planner setting it had before."""
     try:
-        driver = await _driver_of(connection)
-        if driver is not None:
-            await driver.execute(_PLAN_AS_USUAL)
+        await driver.execute(_PLAN_AS_USUAL)
     except Exception as exc:  # broken meanwhile: it must not go back to the pool
         _log.debug("driver_connection_reset_failed", error=type(exc).__name__)
         await _discard(connection)
