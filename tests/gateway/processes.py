@@ -13,6 +13,8 @@ from pathlib import Path
 
 import httpx
 
+from wxpaykit.gateway.batched_writes import PROTOCOL
+
 _RUNNING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 #: Generous: six processes importing SQLAlchemy, Alembic and the SDK on two busy cores.
 STARTUP_SECONDS = 120.0
@@ -38,13 +40,15 @@ class GatewayProcess:
         env = {**os.environ, "WXPAYKIT_CONFIG": str(self.config), **self.extra_env}
         log = self.log_path.open("ab")
         offset = self.log_path.stat().st_size
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - our own gateway command
             [
                 sys.executable,
                 "-m",
                 "uvicorn",
                 "--factory",
                 "wxpaykit.gateway.app:app_from_env",
+                "--http",  # as `wxpaykit serve` runs it: answers written once per turn
+                PROTOCOL,
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,7 +21,10 @@ from wxpaykit.cli.workers import balanced_workers_supported, run_balanced_worker
 from wxpaykit.errors import ConfigurationError
 from wxpaykit.gateway.starter import STARTER_CONFIG
 
-__all__ = ["commands", "init", "replay", "serve"]
+if TYPE_CHECKING:
+    from wxpaykit.gateway.settings import GatewaySettings
+
+__all__ = ["commands", "http_protocol", "init", "replay", "serve", "uvicorn_options"]
 
 ConfigOption = Annotated[
     Path | None,
@@ -73,17 +76,7 @@ def serve(
         sinks = ", ".join(sink.name for sink in settings.dispatch.sinks)
         typer.echo(f"delivering events in-process to: {sinks}", err=True)
     bind_port = settings.port if port is None else port
-    options: dict[str, object] = {
-        "app": "wxpaykit.gateway.app:app_from_env",
-        "factory": True,
-        "host": host or settings.host,
-        "port": bind_port,
-        "access_log": False,  # the gateway logs every request itself, as JSON
-        "log_level": settings.log_level,
-        # The gateway reads neither the client's address nor the scheme, so uvicorn's
-        # X-Forwarded-* rewriting would be a middleware on every notification for nothing.
-        "proxy_headers": False,
-    }
+    options = uvicorn_options(settings, host=host or settings.host, port=bind_port)
     if balanced_workers_supported(workers, bind_port):
         # Each worker on its own SO_REUSEPORT socket: the kernel spreads connections (workers.py).
         try:
@@ -93,6 +86,34 @@ def serve(
             raise typer.Exit(1) from None
         raise typer.Exit(code)
     uvicorn.run(**options, workers=workers)  # type: ignore[arg-type]
+
+
+def uvicorn_options(settings: GatewaySettings, *, host: str, port: int) -> dict[str, object]:
+    """The :class:`uvicorn.Config` arguments ``serve`` runs the gateway with."""
+    return {
+        "app": "wxpaykit.gateway.app:app_from_env",
+        "factory": True,
+        "host": host,
+        "port": port,
+        "access_log": False,  # the gateway logs every request itself, as JSON
+        "log_level": settings.log_level,
+        # The gateway reads neither the client's address nor the scheme, so uvicorn's
+        # X-Forwarded-* rewriting would be a middleware on every notification for nothing.
+        "proxy_headers": False,
+        "http": http_protocol(),
+    }
+
+
+def http_protocol() -> str:
+    """uvicorn's httptools protocol with writes batched per event-loop turn
+    (:mod:`wxpaykit.gateway.batched_writes`); uvicorn's choice where httptools is missing."""
+    try:
+        import httptools  # noqa: F401 - only asking whether it is there
+    except ImportError:
+        return "auto"
+    from wxpaykit.gateway.batched_writes import PROTOCOL
+
+    return PROTOCOL
 
 
 def init(
