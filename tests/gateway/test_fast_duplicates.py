@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,10 +22,11 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from sqlalchemy import select
 
+from wxpaykit.core.signing import sign_response_headers
 from wxpaykit.gateway.app import create_app
 from wxpaykit.gateway.committed import CommittedNotifications
 from wxpaykit.gateway.committed_feed import CommittedFeed, feed_channel
-from wxpaykit.gateway.intake import NotificationIntake
+from wxpaykit.gateway.intake import NotificationIntake, _peek_id
 from wxpaykit.gateway.metrics import GatewayMetrics
 from wxpaykit.gateway.nonce import LedgerNonceGuard, NonceClaim, RedisNonceGuard
 from wxpaykit.gateway.redis_batch import RedisBatcher
@@ -391,3 +394,45 @@ async def test_deployments_sharing_a_redis_database_never_share_committed_marker
             if keys:
                 await redis.delete(*keys)
             await ledger.aclose()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b'{"id":"EV-1","event_type":"TRANSACTION.SUCCESS"}', "EV-1"),
+        (b' {\n "event_type": "x", "id" : "EV-\\u0032" } ', "EV-2"),  # any JSON layout
+        (b'{"id":12}', None),  # not a string: the full parser says what is wrong
+        (b'{"event_type":"TRANSACTION.SUCCESS"}', None),
+        (b'["id", "EV-1"]', None),
+        (b'"EV-1"', None),
+        (b"{not json", None),
+        (b"", None),
+    ],
+)
+def test_a_copy_is_recognised_by_the_id_in_its_verified_body(
+    body: bytes, expected: str | None
+) -> None:
+    assert _peek_id(body) == expected
+
+
+async def test_a_copy_laid_out_differently_is_still_absorbed(
+    client: httpx.AsyncClient, ledger: SqlLedger, kit: MerchantKit, row_counts: RowCounts
+) -> None:
+    await seed_orders(ledger, kit, ["fast-3"])
+    first = kit.payment("fast-3", notification_id="N-fast-3")
+    assert (await notify(client, kit, first)).status_code == 204
+    before = await row_counts()
+
+    # Re-serialised with indentation and re-signed: the same id, other bytes.
+    body = json.dumps(json.loads(first.body), indent=2).encode()
+    headers = sign_response_headers(
+        body=body,
+        private_key=kit.platform.private_key,
+        serial=kit.platform.serial_no,
+        timestamp=int(time.time()),
+        nonce=uuid.uuid4().hex,
+    )
+    answer = await client.post(V3.format(mchid=kit.mchid), content=body, headers=headers)
+
+    assert answer.status_code == 204
+    assert await row_counts() == before
