@@ -14,10 +14,11 @@ own: 2xx answers, latency percentiles.
 Each system runs its uvicorn workers (httptools + uvloop) on its own fresh database:
 
 * **wxpaykit**: ``wxpaykit serve --workers 2`` (the ASGI factory
-  ``wxpaykit.gateway.app:app_from_env``: Redis nonces, SQL ledger), each worker on its
-  own ``SO_REUSEPORT`` socket; ``--server uvicorn`` runs the same factory under plain
-  ``uvicorn --workers`` instead (one shared socket: the first worker to wake accepts
-  most of wrk's 32 connections);
+  ``wxpaykit.gateway.app:app_from_env``: Redis nonces, SQL ledger; uvicorn's httptools
+  protocol with each turn's writes batched, ``wxpaykit.gateway.batched_writes``), each
+  worker on its own ``SO_REUSEPORT`` socket; ``--server uvicorn`` runs the same factory
+  and protocol under plain ``uvicorn --workers`` instead (one shared socket: the first
+  worker to wake accepts most of wrk's 32 connections);
 * **baseline**: ``benchmarks/baseline_app.py`` (FastAPI + wechatpayv3 ``callback()`` +
   Redis ``SET NX`` on the notification id + SQLAlchemy), 2 workers.
 
@@ -57,6 +58,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from wxpaykit.gateway.batched_writes import PROTOCOL as BATCHED_WRITES
 from wxpaykit.storage import migrate
 from wxpaykit.storage.ledger import SqlLedger
 from wxpaykit.testing.gateway_kit import MerchantKit
@@ -409,8 +411,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         os.killpg(process.pid, signal.SIGKILL)  # anything still there
 
 
-def uvicorn_argv(app: list[str], port: int, workers: int) -> list[str]:
-    """Both apps run the same uvicorn: httptools + uvloop, no access log."""
+def uvicorn_argv(app: list[str], port: int, workers: int, *, http: str = "httptools") -> list[str]:
+    """Every app runs the same uvicorn: httptools + uvloop, no access log (wxpaykit's
+    with its writes batched per turn, as ``wxpaykit serve`` runs it)."""
     return [
         sys.executable,
         "-m",
@@ -421,7 +424,7 @@ def uvicorn_argv(app: list[str], port: int, workers: int) -> list[str]:
         "--port",
         str(port),
         "--http",
-        "httptools",
+        http,
         "--loop",
         "uvloop",
         "--no-access-log",
@@ -580,7 +583,9 @@ def one_round(args: argparse.Namespace, *, baseline_first: bool) -> dict[str, di
         def run_ours() -> None:
             results["wxpaykit"] = measure(
                 "ours",
-                serve_argv if args.server == "serve" else functools.partial(uvicorn_argv, ours),
+                serve_argv
+                if args.server == "serve"
+                else functools.partial(uvicorn_argv, ours, http=BATCHED_WRITES),
                 {"WXPAYKIT_CONFIG": str(config)},
                 files["ours"],
                 script,
