@@ -1,4 +1,4 @@
-"""``wxpaykit replay`` re-drives inbound dead letters; ``serve`` refuses a bad config."""
+"""``wxpaykit replay`` re-drives inbound dead letters; ``serve`` refuses a bad config or database."""
 
 from __future__ import annotations
 
@@ -71,3 +71,27 @@ def test_serve_refuses_an_unusable_config(tmp_path: Path, monkeypatch: pytest.Mo
 
     assert result.exit_code == 2
     assert "APIv3 key" in result.output
+
+
+@pytest.mark.parametrize(
+    ("database_url", "message"),
+    [
+        ("sqlite:///:memory:", "an in-memory SQLite database cannot hold the ledger"),
+        ("oracle://db/ledger", "unsupported database scheme"),
+    ],
+)
+def test_serve_refuses_a_database_it_cannot_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str, message: str
+) -> None:
+    monkeypatch.setenv("WXPAYKIT_CONFIG", "restored-after-the-test")
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[gateway]\ndatabase_url = "{database_url}"\n\n'
+        + MerchantKit().toml_entry(tmp_path / "secrets")
+    )
+
+    result = CliRunner().invoke(app, ["serve", "--config", str(config)])
+
+    assert result.exit_code == 2, result.output
+    assert f"database_url: {message}" in result.output
+    assert not list(tmp_path.glob("*.db"))  # refused before migrating anything

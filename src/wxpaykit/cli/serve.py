@@ -60,6 +60,7 @@ def serve(
     import uvicorn
 
     from wxpaykit.gateway.settings import ENV_PREFIX, GatewaySettings
+    from wxpaykit.storage import dialects
     from wxpaykit.storage import migrate as migrations
 
     _use_config(config)
@@ -69,6 +70,11 @@ def serve(
         settings = GatewaySettings.from_env()  # fail here, readably, before forking workers
     except ConfigurationError as exc:
         typer.echo(f"configuration error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        dialects.check_url(settings.database_url)
+    except ValueError as exc:
+        typer.echo(f"configuration error: database_url: {exc}", err=True)
         raise typer.Exit(2) from None
     if migrate:  # once, here, before uvicorn forks its workers
         asyncio.run(migrations.upgrade(settings.database_url))

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, Table, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -103,6 +103,7 @@ def create_engine(
         "max_overflow": max_overflow,
     }
     if url.startswith("sqlite"):
+        _refuse_memory_database(url)
         engine = create_async_engine(url, **options)
         _configure_sqlite(engine, busy_timeout_ms=sqlite_busy_timeout_ms)
         return engine
@@ -112,6 +113,25 @@ def create_engine(
     elif url.startswith("postgresql") and schema is not None:
         options["connect_args"] = {"server_settings": {"search_path": schema}}
     return create_async_engine(url, **options)
+
+
+def check_url(url: str) -> None:
+    """Raise :class:`ValueError`, with a readable message, for a URL the ledger cannot use."""
+    url = async_url(url)
+    if url.startswith("sqlite"):
+        _refuse_memory_database(url)
+
+
+def _refuse_memory_database(url: str) -> None:
+    # SQLAlchemy gives an in-memory database one connection shared by every task (or
+    # each connection a database of its own): the ledger's concurrent transactions
+    # cannot work on it, so say so instead of SQLAlchemy's complaint about pool sizes.
+    parsed = make_url(url)
+    if parsed.database in (None, "", ":memory:") or parsed.query.get("mode") == "memory":
+        raise ValueError(
+            "an in-memory SQLite database cannot hold the ledger: use a file,"
+            " e.g. sqlite:///wxpaykit.db (a temporary directory in tests)"
+        )
 
 
 def _configure_sqlite(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
