@@ -21,6 +21,7 @@ from wxpaykit.gateway.batched_writes import (
     BatchedWritesProtocol,
     TurnBatchedTransport,
 )
+from wxpaykit.gateway.endpoints import read_asgi_body
 from wxpaykit.gateway.settings import GatewaySettings
 
 
@@ -159,12 +160,7 @@ async def test_everything_else_reaches_the_wrapped_transport(inner: RecordingTra
 async def _app(scope: Scope, receive: Receive, send: Send) -> None:
     """Echoes the body; ``/big`` answers 4 MiB; ``/stream`` answers in three turns."""
     assert scope["type"] == "http"
-    body = b""
-    more = True
-    while more:
-        message = await receive()
-        body += message.get("body", b"")
-        more = message.get("more_body", False)
+    body = await read_asgi_body(receive, "", 1 << 20)
     path = scope["path"]
     if path == "/stream":
         await send({"type": "http.response.start", "status": 200, "headers": []})
