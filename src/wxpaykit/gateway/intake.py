@@ -246,9 +246,9 @@ def _describe_failure(exc: BaseException) -> str:
 def _peek_id(body: bytes) -> str | None:
     """The envelope's ``id`` when the (verified) body is a JSON object with a string id.
 
-    Enough to recognise a copy of a committed notification, about three times cheaper
-    than validating the whole envelope; anything else (None) takes the full path, whose
-    parser then reports what is wrong with the body.
+    Enough to recognise a copy of a committed notification, for a fraction of what
+    validating the whole envelope costs (a copy took about 10 us less in process);
+    anything else (None) takes the full path, whose parser reports what is wrong.
     """
     try:
         envelope = orjson.loads(body)
