@@ -114,11 +114,9 @@ def http_protocol() -> str:
     """uvicorn's httptools protocol with writes batched per event-loop turn
     (:mod:`wxpaykit.gateway.batched_writes`); uvicorn's choice where httptools is missing."""
     try:
-        import httptools  # noqa: F401 - only asking whether it is there
-    except ImportError:
+        from wxpaykit.gateway.batched_writes import PROTOCOL
+    except ImportError:  # uvicorn without httptools (no [standard] extras)
         return "auto"
-    from wxpaykit.gateway.batched_writes import PROTOCOL
-
     return PROTOCOL
 
 

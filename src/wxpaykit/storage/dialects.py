@@ -94,6 +94,7 @@ def create_engine(
     ``schema`` selects a PostgreSQL schema through ``search_path`` (tables, Alembic's
     version table and all queries go there); other dialects ignore it.
     """
+    check_url(url)
     url = async_url(url)
     options: dict[str, Any] = {
         "echo": echo,
@@ -103,7 +104,6 @@ def create_engine(
         "max_overflow": max_overflow,
     }
     if url.startswith("sqlite"):
-        _refuse_memory_database(url)
         engine = create_async_engine(url, **options)
         _configure_sqlite(engine, busy_timeout_ms=sqlite_busy_timeout_ms)
         return engine
