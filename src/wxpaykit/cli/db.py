@@ -1,4 +1,5 @@
-"""``wxpaykit db``: migrate the ledger database, show its revision, purge old raw bodies."""
+"""``wxpaykit db``: migrate the ledger database (up, or back for a rollback), show its
+revision, purge old raw bodies."""
 
 from __future__ import annotations
 
@@ -37,6 +38,44 @@ def upgrade(database_url: UrlOption, schema: SchemaOption = None) -> None:
         typer.echo(f"upgrade failed: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo("schema is at " + ", ".join(sorted(migrate.head_revisions())))
+
+
+@commands.command("downgrade")
+def downgrade(
+    revision: Annotated[
+        str, typer.Argument(help="Undo every migration after this one ('base': all of them).")
+    ],
+    database_url: UrlOption,
+    schema: SchemaOption = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Do not ask: the tables a migration added are dropped.")
+    ] = False,
+) -> None:
+    """Roll the schema back to REVISION, before installing an older wxpaykit."""
+    from wxpaykit.storage import migrate
+
+    known = (migrate.BASE, *migrate.revisions())
+    if revision not in known:
+        typer.echo(f"unknown revision {revision[:64]!r}; known: {', '.join(known)}", err=True)
+        raise typer.Exit(2)
+    undone = known[known.index(revision) + 1 :]
+    if not undone:
+        typer.echo(f"nothing to undo: {revision} is the latest revision")
+        return
+    if not yes and not typer.confirm(
+        f"Undo {', '.join(reversed(undone))} (whichever are applied)? Tables they added are"
+        " dropped with their rows.",
+        default=False,
+    ):
+        typer.echo("nothing changed", err=True)
+        raise typer.Exit(1)
+    try:
+        asyncio.run(migrate.downgrade(database_url, revision=revision, schema=schema))
+        now = asyncio.run(migrate.applied_revisions(database_url, schema=schema))
+    except (StorageError, ValueError) as exc:
+        typer.echo(f"downgrade failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"schema is at {', '.join(now)}" if now else "no wxpaykit migration is applied")
 
 
 @commands.command("current")
