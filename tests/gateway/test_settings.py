@@ -89,6 +89,7 @@ def test_names_the_missing_key_file(tmp_path: Path, kit: MerchantKit) -> None:
         ("[gateway]\nport = 1\nbogus = 2\n", "unknown"),
         ('[[merchants]]\nmchid = "abc"\n', "digits"),
         ('[[merchants]]\nmchid = "1900000001"\n', "APIv3 key"),
+        ("[gateway]\nraw_retention_days = -1\n", "raw_retention_days must be 0"),
     ],
 )
 def test_refuses_unusable_configuration(tmp_path: Path, text: str, message: str) -> None:

@@ -226,6 +226,8 @@ def _checked(settings: GatewaySettings) -> GatewaySettings:
         raise ConfigurationError("max_body_bytes must be at least 1024")
     if not 1 <= settings.tolerance_seconds <= 3600:
         raise ConfigurationError("tolerance_seconds must be between 1 and 3600")
+    if settings.raw_retention_days < 0:
+        raise ConfigurationError("raw_retention_days must be 0 (keep forever) or more")
     if settings.admin_token is not None and len(settings.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
         raise ConfigurationError(
             f"the admin token must have at least {MIN_ADMIN_TOKEN_LENGTH} characters"

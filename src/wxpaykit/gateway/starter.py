@@ -30,7 +30,8 @@ wechatpay_base_url = "https://api.mch.weixin.qq.com"
 max_body_bytes = 65536
 # Accept Wechatpay-Timestamp within this many seconds of our clock.
 tolerance_seconds = 300
-# Keep raw requests (headers + body as received) for audit this long.
+# Keep raw requests (headers + body as received) for audit this long; each gateway
+# process deletes older ones at start and hourly. 0 keeps them forever.
 raw_retention_days = 30
 log_level = "info"
 # Bearer token protecting /api/* (or set WXPAYKIT_API_TOKEN).

@@ -2,7 +2,8 @@
 
 Kept apart from :mod:`wxpaykit.gateway.app` so ``create_app`` depends only on the
 ledger port; this module picks the concrete adapter (``SqlLedger``) from
-``database_url``, schedules housekeeping, wires readiness to the schema check, and
+``database_url``, schedules housekeeping (expired nonces, and raw requests past
+``raw_retention_days``), wires readiness to the schema check, and
 runs the event dispatcher's worker in-process when asked (``embedded_worker``, by
 default whenever ``[[dispatch.sinks]]`` are configured): it shares the ledger's
 engine, starts and stops with the ASGI lifespan, and is woken after every commit
@@ -27,12 +28,15 @@ from wxpaykit.gateway.orders import order_routes
 from wxpaykit.gateway.settings import GatewaySettings
 from wxpaykit.storage.base import OrderRecord, RecordResult, VerifiedNotification
 from wxpaykit.storage.ledger import SqlLedger
+from wxpaykit.storage.retention import DAY_MS
 
 __all__ = ["NotifyingLedger", "build_app", "build_clients", "build_worker", "open_ledger"]
 
 _log = structlog.get_logger("wxpaykit.gateway")
 #: How often expired nonces are deleted from the ledger's table.
 NONCE_PURGE_SECONDS = 60.0
+#: How often raw requests past ``raw_retention_days`` are deleted (and once at start).
+RAW_PURGE_SECONDS = 3600.0
 
 
 async def open_ledger(settings: GatewaySettings) -> SqlLedger:
@@ -137,6 +141,9 @@ def build_app(settings: GatewaySettings, *, ledger: SqlLedger | None = None) -> 
             await clients[mchid].refresh_platform_keys()
             housekeeping.append(asyncio.create_task(_refresh_keys(clients[mchid], mchid)))
         housekeeping.append(asyncio.create_task(_purge_nonces(sql_ledger)))
+        if settings.raw_retention_days > 0:  # 0: kept forever
+            retention_ms = settings.raw_retention_days * DAY_MS
+            housekeeping.append(asyncio.create_task(_purge_raw_requests(sql_ledger, retention_ms)))
         if worker is not None:
             await worker_scope.enter_async_context(worker.running())
             _log.info("embedded_worker_started", sinks=sorted(worker.dispatchers))
@@ -173,6 +180,21 @@ async def _refresh_keys(client: AsyncWeChatPay, mchid: str) -> None:
             await client.refresh_platform_keys()
         except Exception as exc:  # keep the keys we have; the next round tries again
             _log.warning("platform_key_refresh_failed", mchid=mchid, error=type(exc).__name__)
+
+
+async def _purge_raw_requests(ledger: SqlLedger, retention_ms: int) -> None:
+    # At start too: the retention promise holds after a restart, not an hour later.
+    # Every process does this; purges in small batches, so they only meet each other
+    # on rows one of them is already deleting (and find nothing left to do).
+    while True:
+        try:
+            removed = await ledger.purge_raw_requests(retention_ms=retention_ms)
+        except Exception as exc:  # housekeeping must never take the gateway down
+            _log.warning("raw_request_purge_failed", error=type(exc).__name__)
+        else:
+            if removed:
+                _log.info("raw_requests_purged", removed=removed)
+        await asyncio.sleep(RAW_PURGE_SECONDS)
 
 
 async def _purge_nonces(ledger: SqlLedger) -> None:
