@@ -27,3 +27,8 @@ async def on_event_async(event: EventEnvelope) -> None:
 
 
 not_callable = 42
+
+
+async def always_fails(event: EventEnvelope) -> None:
+    """A handler whose every attempt fails (its deliveries become dead letters)."""
+    raise RuntimeError("the shop refuses everything")

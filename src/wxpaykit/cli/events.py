@@ -1,4 +1,4 @@
-"""``wxpaykit worker`` and ``wxpaykit events list/show/replay/schema``.
+"""``wxpaykit worker`` and ``wxpaykit events list/show/replay/purge/schema``.
 
 Settings come from the same TOML file as the gateway (``--config``, default
 ``$WXPAYKIT_CONFIG`` or ``./wxpaykit.toml``): ``[gateway] database_url`` and the
@@ -236,6 +236,37 @@ def replay_command(
     except ConfigurationError as exc:
         raise _fail(exc) from None
     typer.echo(f"{count} deliveries scheduled")
+
+
+@events_app.command("purge")
+def purge_command(
+    older_than_days: Annotated[
+        float,
+        typer.Option(min=0, help="Delete deliveries delivered longer ago than this."),
+    ],
+    config: ConfigOption = DEFAULT_CONFIG,
+    database_url: DatabaseOption = None,
+    schema: SchemaOption = None,
+) -> None:
+    """Delete old delivered history (deliveries and their attempts); events, pending
+    deliveries and dead letters stay."""
+    from wxpaykit.dispatch.clock import SystemClock
+    from wxpaykit.dispatch.retention import purge_delivered
+    from wxpaykit.errors import StorageError
+
+    async def run() -> int:
+        engine = _engine(config, database_url, schema)
+        try:
+            cutoff = SystemClock().now_ms() - int(older_than_days * 24 * 3600 * 1000)
+            return await purge_delivered(engine, older_than_ms=cutoff)
+        finally:
+            await engine.dispose()
+
+    try:
+        count = asyncio.run(run())
+    except (ConfigurationError, StorageError) as exc:
+        raise _fail(exc) from None
+    typer.echo(f"deleted {count} delivered deliveries")
 
 
 @events_app.command("schema")

@@ -172,6 +172,9 @@ class WorkerSettings(_Settings):
     #: PostgreSQL: wake on each commit (LISTEN/NOTIFY) instead of only polling. Turn
     #: off behind a pooler in transaction mode, where LISTEN does not work.
     listen: bool = True
+    #: Delete deliveries delivered longer ago than this, with their attempts (at start,
+    #: then hourly; see :mod:`wxpaykit.dispatch.retention`). 0 keeps them forever.
+    delivered_retention_days: float = Field(default=0, ge=0)
 
 
 class DispatchSettings(_Settings):

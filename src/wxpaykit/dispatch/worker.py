@@ -10,7 +10,9 @@ Any number of workers may share one database: claims, leases and the breaker sta
 live there. On PostgreSQL a worker also listens for commits
 (:mod:`wxpaykit.dispatch.wakeup`) and fans out at once; polling finds the rest. A
 stopped worker finishes (or abandons, after the timeout) its attempts in flight;
-abandoned leases expire and another worker delivers those events again.
+abandoned leases expire and another worker delivers those events again. With
+``delivered_retention_days`` set, it also deletes old delivered history
+(:mod:`wxpaykit.dispatch.retention`) at start and then hourly.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from wxpaykit.dispatch.clock import Clock, SystemClock
 from wxpaykit.dispatch.config import DispatchSettings
 from wxpaykit.dispatch.deliveries import DeliveryStore, SinkRoute
 from wxpaykit.dispatch.dispatcher import SinkDispatcher, SinkLimits
+from wxpaykit.dispatch.retention import purge_delivered
 from wxpaykit.dispatch.sinks import EventSink, build_sink
 from wxpaykit.dispatch.wakeup import CommitListener
 
@@ -40,6 +43,9 @@ logger = logging.getLogger("wxpaykit.dispatch")
 
 #: Fan-out poll while the commit listener is connected (a notification wakes it at once).
 LISTENING_POLL_SECONDS = 1.0
+#: How often old delivered history is purged (when ``delivered_retention_days`` is set).
+RETENTION_INTERVAL_SECONDS = 3600.0
+_DAY_MS = 24 * 3600 * 1000
 
 
 def new_worker_id() -> str:
@@ -156,6 +162,27 @@ class Worker:
             else:
                 await self._wait(self._fanout_wakeup, busy_seconds if found else None)
 
+    async def purge_delivered_once(self) -> int:
+        """Delete deliveries delivered more than ``delivered_retention_days`` ago (0: none)."""
+        days = self.settings.worker.delivered_retention_days
+        if days <= 0:
+            return 0
+        cutoff = self.clock.now_ms() - int(days * _DAY_MS)
+        return await purge_delivered(self.engine, older_than_ms=cutoff)
+
+    async def _retention_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                removed = await self.purge_delivered_once()
+            except Exception:  # housekeeping; deliveries go on
+                logger.exception("purging delivered history failed; trying again later")
+            else:
+                if removed:
+                    logger.info("purged %d delivered deliveries", removed)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RETENTION_INTERVAL_SECONDS):
+                    await self._stopping.wait()
+
     async def _sink_loop(self, dispatcher: SinkDispatcher) -> None:
         while not self._stopping.is_set():
             try:
@@ -198,6 +225,8 @@ class Worker:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._fan_out_loop(), name="fan-out")
+                if self.settings.worker.delivered_retention_days > 0:
+                    group.create_task(self._retention_loop(), name="retention")
                 if self.listener is not None:
                     group.create_task(self.listener.run(self._stopping), name="commit listener")
                 for name, dispatcher in self.dispatchers.items():

@@ -74,6 +74,8 @@ platform_public_key_id = "PUB_KEY_ID_0000000000000000000000000000000000"
 # listen = true                  # PostgreSQL: LISTEN, woken by each commit; false behind
 #                                # PgBouncer in transaction mode (polling only)
 # batch_size = 200
+# delivered_retention_days = 30  # delete delivered history (deliveries, attempts) older
+#                                # than this, at start and hourly; default 0: keep all
 
 # A Standard Webhooks endpoint (webhook-id / webhook-timestamp / webhook-signature).
 # Make a secret: python -c "from wxpaykit.dispatch.webhooks import generate_webhook_secret as g; print(g().render())"
