@@ -16,12 +16,10 @@ the notification path or the sinks::
 from __future__ import annotations
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from wxpaykit.errors import StorageError
-from wxpaykit.storage import dialects
 from wxpaykit.storage.events import DeliveryStatus, event_deliveries, event_delivery_attempts
+from wxpaykit.storage.retention import delete_in_batches
 
 __all__ = ["purge_delivered"]
 
@@ -32,39 +30,27 @@ _a = event_delivery_attempts
 async def purge_delivered(engine: AsyncEngine, *, older_than_ms: int, batch_size: int = 500) -> int:
     """Delete deliveries delivered before ``older_than_ms`` (epoch ms) and their attempts;
     returns how many deliveries went."""
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    deleted = 0
-    try:
-        while True:
-            async with engine.begin() as connection:
-                # Select, then delete by id: MySQL refuses LIMIT inside IN (subquery).
-                ids = list(
-                    (
-                        await connection.execute(
-                            select(_d.c.id)
-                            .where(
-                                _d.c.status == DeliveryStatus.DELIVERED,
-                                _d.c.delivered_at_ms < older_than_ms,
-                            )
-                            .order_by(_d.c.id)
-                            .limit(batch_size)
-                        )
-                    ).scalars()
-                )
-                if not ids:
-                    return deleted
-                # The status is checked again: a replay may have made one pending since
-                # the select. Its attempts go only if the delivery itself went.
-                result = await connection.execute(
-                    delete(_d).where(_d.c.id.in_(ids), _d.c.status == DeliveryStatus.DELIVERED)
-                )
-                await connection.execute(
-                    delete(_a).where(
-                        _a.c.delivery_id.in_(ids),
-                        ~exists().where(_d.c.id == _a.c.delivery_id),
-                    )
-                )
-                deleted += int(result.rowcount)
-    except (SQLAlchemyError, OSError, TimeoutError) as exc:
-        raise StorageError(f"delivery purge failed: {dialects.describe(exc)}") from exc
+
+    async def remove(connection: AsyncConnection, ids: list[int]) -> int:
+        # The status is checked again: a replay may have made one pending since the
+        # select. Its attempts go only if the delivery itself went.
+        result = await connection.execute(
+            delete(_d).where(_d.c.id.in_(ids), _d.c.status == DeliveryStatus.DELIVERED)
+        )
+        await connection.execute(
+            delete(_a).where(
+                _a.c.delivery_id.in_(ids), ~exists().where(_d.c.id == _a.c.delivery_id)
+            )
+        )
+        return int(result.rowcount)
+
+    return await delete_in_batches(
+        engine,
+        select(_d.c.id).where(
+            _d.c.status == DeliveryStatus.DELIVERED, _d.c.delivered_at_ms < older_than_ms
+        ),
+        _d.c.id,
+        remove,
+        batch_size=batch_size,
+        what="delivery purge",
+    )
