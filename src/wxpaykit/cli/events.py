@@ -253,11 +253,12 @@ def purge_command(
     from wxpaykit.dispatch.clock import SystemClock
     from wxpaykit.dispatch.retention import purge_delivered
     from wxpaykit.errors import StorageError
+    from wxpaykit.storage.retention import DAY_MS
 
     async def run() -> int:
         engine = _engine(config, database_url, schema)
         try:
-            cutoff = SystemClock().now_ms() - int(older_than_days * 24 * 3600 * 1000)
+            cutoff = SystemClock().now_ms() - int(older_than_days * DAY_MS)
             return await purge_delivered(engine, older_than_ms=cutoff)
         finally:
             await engine.dispose()

@@ -36,6 +36,7 @@ from wxpaykit.dispatch.dispatcher import SinkDispatcher, SinkLimits
 from wxpaykit.dispatch.retention import purge_delivered
 from wxpaykit.dispatch.sinks import EventSink, build_sink
 from wxpaykit.dispatch.wakeup import CommitListener
+from wxpaykit.storage.retention import DAY_MS
 
 __all__ = ["Worker", "new_worker_id"]
 
@@ -45,7 +46,6 @@ logger = logging.getLogger("wxpaykit.dispatch")
 LISTENING_POLL_SECONDS = 1.0
 #: How often old delivered history is purged (when ``delivered_retention_days`` is set).
 RETENTION_INTERVAL_SECONDS = 3600.0
-_DAY_MS = 24 * 3600 * 1000
 
 
 def new_worker_id() -> str:
@@ -167,7 +167,7 @@ class Worker:
         days = self.settings.worker.delivered_retention_days
         if days <= 0:
             return 0
-        cutoff = self.clock.now_ms() - int(days * _DAY_MS)
+        cutoff = self.clock.now_ms() - int(days * DAY_MS)
         return await purge_delivered(self.engine, older_than_ms=cutoff)
 
     async def _retention_loop(self) -> None:
