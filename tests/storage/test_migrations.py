@@ -173,6 +173,24 @@ async def test_downgrade_to_a_later_revision_or_of_an_empty_database_changes_not
     assert await migrate.applied_revisions(url) == (first,)
 
 
+@pytest.mark.parametrize("fresh_target", ["sqlite"], indirect=True)
+async def test_downgrading_a_database_a_newer_release_migrated_is_a_storage_error(
+    fresh_target: Target,
+) -> None:
+    url = fresh_target.url
+    await migrate.upgrade(url)
+    engine = create_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = '0099_newer'"))
+    finally:
+        await engine.dispose()
+
+    with pytest.raises(StorageError, match="0099_newer"):
+        await migrate.downgrade(url, revision=migrate.revisions()[0])
+    assert await migrate.applied_revisions(url) == ("0099_newer",)
+
+
 async def test_downgrade_refuses_an_unknown_revision() -> None:
     with pytest.raises(ValueError, match="unknown revision 'nope'"):
         await migrate.downgrade("sqlite:///unused.db", revision="nope")

@@ -100,8 +100,10 @@ def _downgrade_to(config: Config, revision: str) -> None:
     if not current:
         return  # nothing was ever applied
     order = (BASE, *revisions())
-    if all(order.index(rev) <= order.index(revision) for rev in current):
+    if all(rev in order and order.index(rev) <= order.index(revision) for rev in current):
         return  # Alembic would refuse a "downgrade" that moves up; there is nothing to undo
+    # A revision this release does not ship (a newer one migrated the database) is left
+    # to Alembic, whose "can't locate revision" becomes a StorageError below.
     command.downgrade(config, revision)
 
 
